@@ -1,0 +1,19 @@
+"""The Invoke task collection; tasks.py only calls build_namespace()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke.collection import Collection
+
+from jitsi_ops.cli import env_tasks, stack_tasks
+
+
+def build_namespace(root: Path) -> Collection:
+    """All tasks at top level, with the repository root in the config."""
+    namespace = Collection()
+    for module in (env_tasks, stack_tasks):
+        for task_obj in Collection.from_module(module).tasks.values():
+            namespace.add_task(task_obj)
+    namespace.configure({"jitsi_ops": {"root": str(root)}})
+    return namespace

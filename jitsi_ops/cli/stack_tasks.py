@@ -1,0 +1,38 @@
+"""Tasks that act on hosts over SSH."""
+
+from __future__ import annotations
+
+import time
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from jitsi_ops import lint, stack
+from jitsi_ops.cli.common import ENV_HELP, boundary, load
+from jitsi_ops.errors import PreflightError
+from jitsi_ops.ssh import connect
+
+
+@task(help={"env": ENV_HELP})
+@boundary
+def apply(c: Context, env: str = "") -> None:
+    """Upload .env + compose set to the main host and `docker compose up -d` (no backup, no gate)."""
+    loaded = load(c, env)
+    findings = lint.run_checks(lint.context_for(loaded))
+    if lint.has_errors(findings):
+        first = next(f for f in findings if f.severity == "error")
+        raise PreflightError(
+            f"`invoke check --env {env}` reports errors, first: {first.key}: {first.message}",
+            hint=first.hint,
+        )
+    host = loaded.deploy.main_host
+    runner = connect(loaded, host)
+    started = time.monotonic()
+    try:
+        result = stack.apply(loaded, runner)
+    finally:
+        runner.close()
+    print(
+        f"{runner.host}: applied {loaded.release} ({', '.join(result.uploaded)}) "
+        f"CONFIG={result.config_dir} in {time.monotonic() - started:.1f}s"
+    )

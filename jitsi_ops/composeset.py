@@ -1,0 +1,76 @@
+"""The compose files jitsi-ops ships: which set a release uses, which overlays apply, known variables."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from jitsi_ops.errors import ConfigError
+from jitsi_ops.versions import Layout
+
+CORE_FILE = "docker-compose.yml"
+# Optional components, each an overlay file of the same name.
+COMPONENTS: tuple[str, ...] = ("etherpad", "whiteboard", "jibri", "jigasi")
+# Overlays switched on by the environment's own values (upstream's convention).
+_ENABLED_BY: Mapping[str, str] = {
+    "etherpad": "ETHERPAD_URL_BASE",
+    "whiteboard": "WHITEBOARD_COLLAB_SERVER_URL_BASE",
+}
+# Read by Compose itself rather than by a service; written into the rendered .env.
+COMPOSE_VARIABLES = frozenset({"COMPOSE_PROJECT_NAME", "COMPOSE_FILE", "COMPOSE_PATH_SEPARATOR"})
+_INTERPOLATION_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def compose_dir(root: Path, layout: Layout) -> Path:
+    """Directory of the compose set for a layout."""
+    return root / "compose" / layout.value
+
+
+def enabled_components(values: Mapping[str, str], requested: tuple[str, ...] = ()) -> list[str]:
+    """Components to deploy: those requested in deploy.toml plus those the values switch on."""
+    enabled = {name for name, key in _ENABLED_BY.items() if values.get(key)}
+    enabled.update(requested)
+    return [name for name in COMPONENTS if name in enabled]
+
+
+def compose_files(components: list[str]) -> list[str]:
+    """File names, core first, in the order they must be passed with -f."""
+    return [CORE_FILE, *(f"{name}.yml" for name in components)]
+
+
+def set_files(root: Path, layout: Layout) -> list[Path]:
+    """Every file of a compose set (core and all overlays)."""
+    directory = compose_dir(root, layout)
+    if not (directory / CORE_FILE).is_file():
+        raise ConfigError(
+            f"compose set missing: {directory / CORE_FILE}",
+            hint="run jitsi-ops from the root of its repository (the folder with env/ and compose/)",
+        )
+    return [directory / name for name in compose_files(list(COMPONENTS))]
+
+
+def variables_in(text: str) -> set[str]:
+    """Variables a compose file consumes: `environment:` entries and every `${VAR}` interpolation."""
+    names = set(_INTERPOLATION_RE.findall(text))
+    document = yaml.safe_load(text) or {}
+    for service in (document.get("services") or {}).values():
+        environment = (service or {}).get("environment") or []
+        if isinstance(environment, dict):
+            names.update(environment)
+        else:
+            names.update(str(item).split("=", 1)[0] for item in environment)
+    return names
+
+
+@functools.cache
+def known_variables(root: Path, layout: Layout) -> frozenset[str]:
+    """All variables some file of the layout's compose set consumes, plus Compose's own."""
+    names: set[str] = set(COMPOSE_VARIABLES)
+    for path in set_files(root, layout):
+        if path.is_file():
+            names |= variables_in(path.read_text(encoding="utf-8"))
+    return frozenset(names)

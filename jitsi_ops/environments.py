@@ -1,0 +1,190 @@
+"""Operations on the local environment model: scaffold, fill secrets, render the `.env`, check."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from jitsi_ops import __version__
+from jitsi_ops.composeset import compose_files, enabled_components
+from jitsi_ops.envfile import Section, normalise_boolean, parse_entries, quote_value, render
+from jitsi_ops.errors import ConfigError
+from jitsi_ops.lint import Finding, context_for, run_checks
+from jitsi_ops.secrets import fill_missing, is_secret_key
+from jitsi_ops.settings import Environment, validate_env_name
+from jitsi_ops.versions import LATEST_KNOWN
+
+SECRETS_HEADER = (
+    "# Secrets of this environment. Generated once by `invoke secrets`, never rotated by jitsi-ops.\n"
+    "# Keep this file out of git (it is in .gitignore) and at mode 0600.\n"
+)
+
+
+def deployed_components(env: Environment) -> list[str]:
+    """Optional components this environment deploys."""
+    return enabled_components(env.values, env.deploy.components)
+
+
+def rendered_values(env: Environment) -> dict[str, str]:
+    """The final key/value set of the host's `.env` (booleans as 1/0, Compose project pinned)."""
+    values = {key: normalise_boolean(key, value) for key, value in env.values.items()}
+    values["COMPOSE_PROJECT_NAME"] = env.deploy.project
+    values["COMPOSE_FILE"] = ":".join(compose_files(deployed_components(env)))
+    return values
+
+
+def render_env(env: Environment, *, show_secrets: bool = False) -> str:
+    """The `.env` text for the host; secrets masked unless `show_secrets`."""
+    values = rendered_values(env)
+    overrides = [e.key for e in env.layers[-1].entries]
+    sources = [layer.name for layer in env.layers[:-1] if layer.entries]
+    header = [
+        f"Rendered by jitsi-ops {__version__}: edit env/{env.name}/ in the jitsi-ops repository, "
+        "not this file.",
+        f"environment: {env.name}",
+        f"release: {env.release or 'unpinned'}",
+        f"sources: {', '.join(sources) or 'none'}"
+        + (f"; overrides: {', '.join(overrides)}" if overrides else ""),
+    ]
+    compose = {k: v for k, v in values.items() if k.startswith("COMPOSE_")}
+    settings = {k: v for k, v in values.items() if k not in compose and not is_secret_key(k)}
+    secrets = {k: v for k, v in values.items() if k not in compose and is_secret_key(k)}
+    sections = [
+        Section("compose (pinned by jitsi-ops)", compose),
+        Section("settings", settings),
+        Section("secrets", secrets),
+    ]
+    return render(header, sections, show_secrets=show_secrets)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that only its owner may read, atomically, never briefly wider."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def fill_secrets(env: Environment) -> list[str]:
+    """Generate only the missing secrets into secrets.env; returns the generated key names.
+
+    Existing lines are kept byte for byte; new ones are appended. The file ends at mode 0600
+    even when nothing was missing.
+    """
+    path = env.secrets_file
+    existing_text = path.read_text(encoding="utf-8") if path.exists() else SECRETS_HEADER
+    existing = {e.key: e.value for e in parse_entries(existing_text, str(path))}
+    # A secret given by another layer (e.g. a JITSI_OPS_ override) still counts as missing
+    # here: secrets.env must hold it so the next run without the override renders the same.
+    new = fill_missing(existing)
+    if not new:
+        if path.exists() and (path.stat().st_mode & 0o077):
+            os.chmod(path, 0o600)
+        return []
+    text = existing_text if existing_text.endswith("\n") else existing_text + "\n"
+    text += "".join(f"{key}={quote_value(key, value)}\n" for key, value in new.items())
+    write_private(path, text)
+    return list(new)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Result of `invoke check`."""
+
+    env: str
+    release: str | None
+    findings: tuple[Finding, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        """The documented JSON shape."""
+        return {
+            "env": self.env,
+            "release": self.release,
+            "findings": [f.as_dict() for f in self.findings],
+        }
+
+
+def check(env: Environment) -> CheckReport:
+    """Run every rule against the environment (offline)."""
+    return CheckReport(env.name, env.release, tuple(run_checks(context_for(env))))
+
+
+DEPLOY_TOML_TEMPLATE = """\
+# jitsi-ops deployment settings for the '{name}' environment.
+# Every key but [[hosts]] is optional; the defaults are shown commented out.
+
+# project = "jitsi"               # docker compose project name, pinned with -p
+# stack_dir = "/opt/jitsi-meet"   # where .env and the compose files live on the host
+# components = []                 # extra overlays: "jibri", "jigasi" (etherpad/whiteboard follow their URLs)
+# test_environment = false        # true allows unpinned image tags (sandboxes only)
+# reverse_proxy = false           # TLS terminated by a proxy in front of HTTP_PORT/HTTPS_PORT
+# internet_facing = true          # warn when JVB_ADVERTISE_IPS holds only private addresses
+
+[[hosts]]
+address = "{host}"      # name or IP, or a Host alias from ssh_config
+# user = "deploy"        # default: from ssh_config, else your local user
+# port = 22
+role = "main"            # main (web, prosody, jicofo, jvb) | jvb (extra bridge)
+
+# [ssh]
+# config = "ssh_config"           # relative to this directory
+# known_hosts = "known_hosts"     # default: ssh_config's UserKnownHostsFile, else ~/.ssh/known_hosts
+# host_key_policy = "strict"      # strict | accept-new
+# connect_timeout = 15
+
+# [backup]
+# dir = "/var/backups/jitsi-ops"
+# keep = 5
+
+# [verify]
+# timeout = 180                   # seconds the health gate waits for services to settle
+# ca_file = "ca.pem"              # CA that signed PUBLIC_URL's certificate, if not a public one
+# cert_warning_days = 14
+# min_free_disk_mb = 2048
+"""
+
+JITSI_ENV_TEMPLATE = """\
+# docker-jitsi-meet settings of the '{name}' environment (no secrets here: see secrets.env).
+# Layers: env/common.env < this file < secrets.env < JITSI_OPS_<KEY> process variables.
+
+# The exact URL users type, with the port if it is not 443.
+PUBLIC_URL={public_url}
+# Pinned release; jitsi-ops refuses floating tags (stable, latest, unstable).
+JITSI_IMAGE_VERSION={release}
+# Public IP(s) of the videobridge host, comma separated (IP or IP#port).
+# JVB_ADVERTISE_IPS=203.0.113.10
+"""
+
+
+def scaffold(root: Path, name: str, public_url: str, host: str) -> list[Path]:
+    """Create env/NAME with deploy.toml, jitsi.env and secrets.env; refuses to overwrite."""
+    validate_env_name(name)
+    parsed = urlsplit(public_url)
+    if parsed.scheme != "https" or not parsed.hostname:
+        raise ConfigError(
+            f"--public-url {public_url!r} is not an https:// URL",
+            hint="pass the URL users type, e.g. --public-url https://meet.example.com",
+        )
+    env_dir = root / "env" / name
+    if env_dir.exists():
+        raise ConfigError(
+            f"env/{name} already exists; refusing to overwrite it",
+            hint=f"edit env/{name}/ directly, or choose another name",
+        )
+    env_dir.mkdir(parents=True)
+    deploy = env_dir / "deploy.toml"
+    jitsi = env_dir / "jitsi.env"
+    deploy.write_text(DEPLOY_TOML_TEMPLATE.format(name=name, host=host or parsed.hostname))
+    jitsi.write_text(
+        JITSI_ENV_TEMPLATE.format(name=name, public_url=public_url, release=LATEST_KNOWN)
+    )
+    return [deploy, jitsi]

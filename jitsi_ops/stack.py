@@ -1,0 +1,88 @@
+"""Put an environment's stack on a host: CONFIG dirs, the rendered .env, the compose set, `up -d`.
+
+This is the apply step of the deploy pipeline; it is also usable on its own (`invoke apply`).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from jitsi_ops import commands
+from jitsi_ops.composeset import compose_dir, compose_files
+from jitsi_ops.environments import deployed_components, render_env
+from jitsi_ops.runner import Runner
+from jitsi_ops.settings import Environment
+from jitsi_ops.versions import Layout
+
+
+def target_for(env: Environment) -> commands.ComposeTarget:
+    """The compose invocation of this environment."""
+    return commands.ComposeTarget(
+        stack_dir=env.deploy.stack_dir,
+        project=env.deploy.project,
+        files=tuple(compose_files(deployed_components(env))),
+    )
+
+
+def stack_files(env: Environment) -> dict[str, bytes]:
+    """Every file that goes into the stack dir, by name."""
+    files = {".env": render_env(env, show_secrets=True).encode()}
+    directory = compose_dir(env.root, env.layout)
+    for name in compose_files(deployed_components(env)):
+        files[name] = (directory / name).read_bytes()
+    return files
+
+
+def remote_home(runner: Runner) -> str:
+    """The deploy user's home on the host (for `~` in CONFIG, which compose expands the same way)."""
+    return runner.run(["printenv", "HOME"]).stdout.strip() or "/root"
+
+
+def resolve_config_dir(env: Environment, runner: Runner) -> str:
+    """CONFIG as an absolute path on the host."""
+    config = env.config_dir
+    if config == "~" or config.startswith("~/"):
+        return remote_home(runner) + config[1:]
+    return config
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What apply did."""
+
+    config_dir: str
+    uploaded: tuple[str, ...]
+
+
+def prepare_config_dirs(env: Environment, runner: Runner) -> str:
+    """Create the CONFIG tree the layout needs; rootless storage/tmp dirs are given to uid 1000."""
+    config = resolve_config_dir(env, runner)
+    layout = env.layout
+    subdirs = commands.ROOTLESS_DIRS if layout is Layout.ROOTLESS else commands.LEGACY_DIRS
+    runner.run(commands.mkdirs([posixpath.join(config, d) for d in subdirs]))
+    if layout is Layout.ROOTLESS:
+        writable = [posixpath.join(config, d) for d in commands.ROOTLESS_WRITABLE]
+        # Parents too: storage/ and tmp/ must be traversable, their children owned by 1000.
+        runner.run(commands.chown(writable, f"{commands.ROOTLESS_UID}:{commands.ROOTLESS_UID}"))
+    return config
+
+
+def upload_stack(env: Environment, runner: Runner) -> tuple[str, ...]:
+    """Upload .env (0600) and the compose files (0644) atomically into the stack dir."""
+    runner.run(commands.mkdirs([env.deploy.stack_dir], mode="0750"))
+    names = []
+    for name, data in stack_files(env).items():
+        runner.put(
+            data, posixpath.join(env.deploy.stack_dir, name), 0o600 if name == ".env" else 0o644
+        )
+        names.append(name)
+    return tuple(names)
+
+
+def apply(env: Environment, runner: Runner) -> ApplyResult:
+    """Prepare dirs, upload the stack and converge it with `up -d`."""
+    config = prepare_config_dirs(env, runner)
+    uploaded = upload_stack(env, runner)
+    runner.run(commands.compose_up(target_for(env)), timeout=600)
+    return ApplyResult(config, uploaded)

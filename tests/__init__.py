@@ -1,0 +1,1 @@
+"""Test suites of jitsi-ops (unit, cli, e2e) and the e2e testbed."""
