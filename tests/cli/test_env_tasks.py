@@ -29,7 +29,7 @@ def invoke(
         cwd=root,
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "PYTHONPATH": str(TASKS.parent), **(env or {})},
         check=False,
     )
 
