@@ -35,7 +35,9 @@ def testbed() -> object:
     return provision(hosts=0, install_packages=os.environ.get("CI") == "true")
 
 
-def run_invoke(*args: str, env: dict[str, str] | None = None, root: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+def run_invoke(
+    *args: str, env: dict[str, str] | None = None, root: Path = REPO_ROOT
+) -> subprocess.CompletedProcess[str]:
     """Run a jitsi-ops task the way an operator does."""
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args],
@@ -68,9 +70,24 @@ def compose_down(env: Environment) -> None:
     """Remove the sandbox project and its data so the next test (and run) starts clean."""
     stack = Path(env.deploy.stack_dir)
     if (stack / "docker-compose.yml").exists():
-        files = [a for name in (stack / ".env").read_text().split("COMPOSE_FILE=")[1].split()[0].split(":") for a in ("-f", str(stack / name))]
+        files = [
+            a
+            for name in (stack / ".env").read_text().split("COMPOSE_FILE=")[1].split()[0].split(":")
+            for a in ("-f", str(stack / name))
+        ]
         subprocess.run(
-            ["docker", "compose", "-p", env.deploy.project, "--project-directory", str(stack), *files, "down", "-v", "--remove-orphans"],
+            [
+                "docker",
+                "compose",
+                "-p",
+                env.deploy.project,
+                "--project-directory",
+                str(stack),
+                *files,
+                "down",
+                "-v",
+                "--remove-orphans",
+            ],
             capture_output=True,
             check=False,
             timeout=120,
