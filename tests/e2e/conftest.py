@@ -32,7 +32,7 @@ def testbed() -> object:
     """The provisioned testbed (provisions it if needed)."""
     from tests.testbed.provision import provision  # noqa: PLC0415
 
-    return provision(hosts=0, install_packages=os.environ.get("CI") == "true")
+    return provision(hosts=1, install_packages=os.environ.get("CI") == "true")
 
 
 def run_invoke(
