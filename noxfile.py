@@ -104,3 +104,12 @@ def sandbox(session: nox.Session) -> None:
     session.run("invoke", "secrets", "--env", "sandbox")
     session.run("invoke", "apply", "--env", "sandbox")
     wait_for_sandbox(session)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Deploy benchmark on the testbed: ratios against baselines from the same run."""
+    install(session, "test")
+    session.run("python", "-m", "tests.testbed", "up", *testbed_flags(session))
+    session.run("invoke", "secrets", "--env", "sandbox")
+    session.run("python", "-m", "tests.bench.bench_deploy")

@@ -195,19 +195,20 @@ def masked_diff(
 ) -> str:
     """Unified diff of two env mappings, secrets masked but a changed secret still shown as changed."""
 
-    def lines(values: Mapping[str, str], other: Mapping[str, str]) -> list[str]:
+    def lines(values: Mapping[str, str], other: Mapping[str, str], label: str) -> list[str]:
         out = []
         for key in sorted(values):
             value = values[key]
             if is_secret_key(key) and value:
-                value = MASK if other.get(key) == value else f"{MASK} (changed)"
+                # Different labels on each side, so a changed secret still shows as a change.
+                value = MASK if other.get(key) == value else f"{MASK} ({label})"
             out.append(f"{key}={value}\n")
         return out
 
     return "".join(
         difflib.unified_diff(
-            lines(current, target),
-            lines(target, current),
+            lines(current, target, "previous value"),
+            lines(target, current, "changed"),
             fromfile=current_name,
             tofile=target_name,
         )

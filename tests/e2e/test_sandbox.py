@@ -3,7 +3,6 @@ real dockerd, serving the stand-in images, probed from outside like a user's bro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import ssl
 import subprocess
@@ -19,6 +18,8 @@ import socketio
 
 from jitsi_ops.configjs import lookup, parse_config_js
 from jitsi_ops.settings import Environment
+from jitsi_ops.verify.derive import origin_of
+from jitsi_ops.verify.tlstrust import Trust, pem_to_der
 from tests.e2e.conftest import run_invoke
 
 BASE = "https://127.0.0.1:8443"
@@ -40,21 +41,17 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
 
 
 def pinned_session(cert_pem: str) -> requests.Session:
-    """A session that trusts exactly the sandbox certificate (by fingerprint), nothing else."""
-    der = ssl.PEM_cert_to_DER_cert(cert_pem)
-    fingerprint = hashlib.sha256(der).hexdigest()
-    session = requests.Session()
-    session.trust_env = False
-    adapter = requests.adapters.HTTPAdapter()
-    adapter.init_poolmanager(
-        connections=4, maxsize=4, block=False, assert_fingerprint=fingerprint, cert_reqs="CERT_NONE"
+    """A session that trusts exactly the sandbox certificate (pinned by fingerprint), nothing else."""
+    trust = Trust(
+        mode="pinned", origin=origin_of(BASE), pinned_der=pem_to_der(cert_pem), pinned_source="host"
     )
-    session.mount("https://", adapter)
-    return session
+    return trust.session()
 
 
-def jicofo_stats() -> dict[str, Any]:
-    return requests.get("http://127.0.0.1:8888/stats", timeout=5).json()
+def operational_bridges() -> int:
+    """jicofo's count of bridges it can use (/stats -> bridge_selector)."""
+    stats = requests.get("http://127.0.0.1:8888/stats", timeout=5).json()
+    return int(stats["bridge_selector"]["operational_bridge_count"])
 
 
 def apply(env: dict[str, str] | None = None) -> None:
@@ -101,27 +98,33 @@ def test_sandbox_stack_serves_over_https_and_people_can_meet(
     assert ElementTree.fromstring(bosh.text).get("sid"), bosh.text[:200]
 
     # Whiteboard: namespace "/" connects through PUBLIC_URL; "/socket.io/" is refused by the server.
-    client = socketio.Client(http_session=session, ssl_verify=False, reconnection=False)
-    client.connect(BASE, transports=["websocket"], namespaces=["/"], wait_timeout=10)
+    # The threaded socket.io client occasionally fails a wss handshake; one retry absorbs that.
+    for attempt in range(2):
+        client = socketio.Client(http_session=session, ssl_verify=False, reconnection=False)
+        try:
+            client.connect(BASE, transports=["websocket"], namespaces=["/"], wait_timeout=10)
+            break
+        except socketio.exceptions.ConnectionError:
+            if attempt:
+                raise
     assert client.connected
     client.disconnect()
     wrong = socketio.Client(http_session=session, ssl_verify=False, reconnection=False)
-    with pytest.raises(socketio.exceptions.ConnectionError, match="Invalid namespace"):
+    refusals: list[Any] = []
+    wrong.on("connect_error", refusals.append, namespace="/socket.io/")
+    with pytest.raises(socketio.exceptions.ConnectionError):
         wrong.connect(BASE, transports=["websocket"], namespaces=["/socket.io/"], wait_timeout=10)
+    assert refusals == [{"message": "Invalid namespace"}], refusals
 
-    stats = wait_for(
-        "jicofo sees one bridge",
-        lambda: (s := jicofo_stats()) and s.get("operational_bridge_count") == 1 and s,
-    )
-    assert stats["operational_bridge_count"] == 1, stats
+    wait_for("jicofo sees one bridge", lambda: operational_bridges() == 1)
 
     # A rotated JVB password (what re-running gen-passwords.sh does) locks jvb out of prosody.
     apply(env={"JITSI_OPS_JVB_AUTH_PASSWORD": "0123456789abcdef0123456789abcdef"})
-    locked_out = wait_for(
-        "jicofo losing its bridge",
-        lambda: (s := jicofo_stats()) and s.get("operational_bridge_count") == 0 and s,
+    wait_for("jicofo losing its bridge", lambda: operational_bridges() == 0)
+    jvb_log = subprocess.run(
+        ["docker", "logs", "jitsi-sandbox-jvb-1"], capture_output=True, text=True, check=False
     )
-    assert locked_out["operational_bridge_count"] == 0, locked_out
+    assert "not-authorized" in jvb_log.stdout + jvb_log.stderr, "jvb did not log the auth failure"
 
 
 def test_compose_config_round_trips_the_tricky_value(

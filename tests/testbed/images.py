@@ -6,13 +6,13 @@ endpoints, environment variables, uid, required directories, failure modes) from
 bookworm base made with debootstrap, and pushes them to the testbed's local registry under the
 names the product's compose files reference:
 
-    <registry>/jitsi/{web,prosody,jicofo,jvb}:{stable-11031,stable-11146-2,standin-broken}
+    <registry>/jitsi/{web,prosody,jicofo,jvb}:{stable-11031,stable-11146-1,stable-11146-2,standin-broken}
     <registry>/jitsi/etherpad:2.0.3
     <registry>/jitsi/excalidraw-backend:2026.3.0
 
 ``stable-11031`` uses the pre-rootless layout (root, web on 80/443, data under /config),
-``stable-11146-2`` the rootless one (uid 1000, read-only root fs, web on 8000/8443, storage
-volumes), and ``standin-broken`` is rootless with a jvb that never joins the brewery, so the
+``stable-11146-1`` and ``stable-11146-2`` the rootless one (uid 1000, read-only root fs, web on
+8000/8443, storage volumes; two tags so an upgrade between rootless releases can be tested), and ``standin-broken`` is rootless with a jvb that never joins the brewery, so the
 product's verify gate fails on it (rollback tests). Every image carries the label
 ``org.jitsi-ops.standin=true``; :func:`remove_all` removes exactly those.
 
@@ -106,6 +106,7 @@ class Release:
 
 RELEASES: tuple[Release, ...] = (
     Release("stable-11031", "legacy"),
+    Release("stable-11146-1", "rootless"),
     Release("stable-11146-2", "rootless"),
     Release("standin-broken", "rootless", broken=True),
 )

@@ -148,3 +148,16 @@ def test_masked_diff_shows_changed_secret_without_value() -> None:
     assert "old-secret-1" not in diff and "new-secret-2" not in diff
     assert "(changed)" in diff
     assert "-PUBLIC_URL=https://a" in diff and "+PUBLIC_URL=https://b" in diff
+
+
+def test_masked_diff_shows_a_change_of_only_a_secret() -> None:
+    diff = masked_diff(
+        {"JVB_AUTH_PASSWORD": "old-secret-1"},
+        {"JVB_AUTH_PASSWORD": "new-secret-2"},
+        current_name="host/.env",
+        target_name="rendered",
+    )
+    assert "-JVB_AUTH_PASSWORD=******** (previous value)" in diff, diff
+    assert "+JVB_AUTH_PASSWORD=******** (changed)" in diff, diff
+    assert "old-secret-1" not in diff
+    assert "new-secret-2" not in diff

@@ -1,0 +1,221 @@
+"""Tasks of the upgrade pipeline: deploy, plan, status, logs, lock, unlock."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from jitsi_ops import commands, hoststate, stack
+from jitsi_ops import deploy as pipeline
+from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load
+from jitsi_ops.deploy import DeployReport, PhaseResult
+from jitsi_ops.errors import OpsError
+from jitsi_ops.facts import gather, project_containers
+from jitsi_ops.ssh import connect
+
+RESULT_LINES = {
+    "deployed": "deployed {to} (verified)",
+    "nothing-to-do": "nothing to do: {to} is deployed and unchanged",
+    "dry-run": "dry run: nothing was changed",
+    "rolled-back": "FAILED: {to} did not pass verification; rolled back to {frm} (verified)",
+    "rollback-failed": "FAILED: {to} did not pass verification and the rollback did not verify",
+    "failed": "FAILED: {error}",
+    "interrupted": "interrupted: lock released; the stack was not changed after the last phase shown",
+}
+
+
+def _print_phase(phase: PhaseResult) -> None:
+    mark = {"ok": "ok", "failed": "FAILED", "skipped": "skipped"}[phase.status]
+    print(f"  {phase.name:<14} {mark:<8} {phase.seconds:6.1f}s  {phase.detail}", flush=True)
+
+
+def _print_progress(message: str) -> None:
+    print(f"  ... {message}", flush=True)
+
+
+def _summary(report: DeployReport) -> str:
+    template = RESULT_LINES.get(report.result, "{error}")
+    return template.format(
+        to=report.to_release, frm=report.from_release or "the previous stack", error=report.error
+    )
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "dry_run": "print the plan and stop; nothing on the host changes",
+        "json": "print one JSON report instead of the timeline",
+        "message": "a note stored in the lock and the audit log",
+        "timeout": "seconds the verification gate may take (default: verify.timeout)",
+    }
+)
+@boundary
+def deploy(
+    c: Context,
+    env: str = "",
+    dry_run: bool = False,
+    json: bool = False,
+    message: str = "",
+    timeout: float = 0.0,
+) -> None:
+    """Upgrade safely: lock, preflight, plan, backup, pull, apply, verify, roll back on failure."""
+    loaded = load(c, env)
+    runner = connect(loaded, loaded.deploy.main_host)
+    human = not json
+    if human:
+        print(f"deploy {loaded.name} -> {loaded.release} on {runner.host}", flush=True)
+    try:
+        report = pipeline.deploy(
+            loaded,
+            runner,
+            dry_run=dry_run,
+            message=message,
+            timeout=timeout,
+            on_phase=_print_phase if human else None,
+            progress=_print_progress if human else None,
+        )
+    finally:
+        runner.close()
+    if json:
+        emit_json(report.as_dict())
+    else:
+        if report.plan is not None and (dry_run or not report.plan.nothing_to_do):
+            print(report.plan.render_text(), end="")
+        print(_summary(report))
+    if not report.ok:
+        raise Exit(code=1)
+
+
+@task(help={"env": ENV_HELP, "json": "print the plan as JSON"})
+@boundary
+def plan(c: Context, env: str = "", json: bool = False) -> None:
+    """Show what a deploy would change (masked .env diff, files, images, recreations)."""
+    loaded = load(c, env)
+    runner = connect(loaded, loaded.deploy.main_host)
+    try:
+        report = pipeline.deploy(loaded, runner, dry_run=True)
+    finally:
+        runner.close()
+    if report.plan is None:
+        raise OpsError(report.error or "could not compute a plan", hint="see the error above")
+    if json:
+        emit_json(report.plan.as_dict())
+    else:
+        print(report.plan.render_text(), end="")
+
+
+@task(help={"env": ENV_HELP, "json": "print one JSON object"})
+@boundary
+def status(c: Context, env: str = "", json: bool = False) -> None:
+    """Deployed release, per-service state, last deploy and lock of an environment."""
+    loaded = load(c, env)
+    runner = connect(loaded, loaded.deploy.main_host)
+    try:
+        stack_dir = loaded.deploy.stack_dir
+        try:
+            state = hoststate.read_state(runner, stack_dir)
+        except OpsError as exc:
+            state, state_error = None, exc.message
+        else:
+            state_error = ""
+        containers = gather(runner, project_containers(loaded.deploy.project))
+        lock = hoststate.read_lock(runner, stack_dir)
+        audit = hoststate.read_audit(runner, stack_dir, last=1)
+    finally:
+        runner.close()
+    data: dict[str, Any] = {
+        "env": loaded.name,
+        "host": runner.host,
+        "release": state.release if state else None,
+        "deploy_id": state.deploy_id if state else None,
+        "state_error": state_error,
+        "services": [
+            {"service": c.service, "state": c.state, "status": c.status, "image": c.image}
+            for c in containers
+        ],
+        "lock": lock.as_dict() if lock else None,
+        "last_action": audit[-1] if audit else None,
+    }
+    if json:
+        emit_json(data)
+        return
+    print(
+        f"{loaded.name} on {runner.host}: release {data['release'] or 'unknown (never deployed by jitsi-ops)'}"
+    )
+    for svc in data["services"]:
+        print(f"  {svc['service']:<12} {svc['state']:<10} {svc['status']:<28} {svc['image']}")
+    if not containers:
+        print("  no containers in project " + loaded.deploy.project)
+    print(f"  lock: {lock.describe() if lock else 'free'}")
+    if audit:
+        last = audit[-1]
+        print(
+            f"  last: {last.get('action')} {last.get('result')} {last.get('time', '')} "
+            f"by {last.get('user')} ({last.get('to_release') or ''})"
+        )
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "service": "only this service (web, prosody, jicofo, jvb, ...)",
+        "since": "only newer than this (e.g. 10m, 2h, an RFC 3339 time)",
+        "tail": "lines per service (default 200)",
+    }
+)
+@boundary
+def logs(c: Context, env: str = "", service: str = "", since: str = "", tail: int = 200) -> None:
+    """Recent container logs of the stack (secrets scrubbed)."""
+    from jitsi_ops.environments import rendered_values  # noqa: PLC0415
+    from jitsi_ops.secrets import scrub  # noqa: PLC0415
+
+    loaded = load(c, env)
+    runner = connect(loaded, loaded.deploy.main_host)
+    try:
+        result = runner.run(
+            commands.compose_logs(stack.target_for(loaded), service, since, tail), timeout=120
+        )
+    finally:
+        runner.close()
+    sys.stdout.write(scrub(result.stdout + result.stderr, rendered_values(loaded)))
+
+
+@task(help={"env": ENV_HELP})
+@boundary
+def lock(c: Context, env: str = "") -> None:
+    """Show who holds the deploy lock of an environment, if anyone."""
+    loaded = load(c, env)
+    runner = connect(loaded, loaded.deploy.main_host)
+    try:
+        holder = hoststate.read_lock(runner, loaded.deploy.stack_dir)
+    finally:
+        runner.close()
+    print(f"locked: {holder.describe()}" if holder else f"{loaded.name}: not locked")
+
+
+@task(help={"env": ENV_HELP, "yes": "do not ask for confirmation"})
+@boundary
+def unlock(c: Context, env: str = "", yes: bool = False) -> None:
+    """Break the deploy lock (after checking that its holder is really gone)."""
+    loaded = load(c, env)
+    runner = connect(loaded, loaded.deploy.main_host)
+    try:
+        holder = hoststate.read_lock(runner, loaded.deploy.stack_dir)
+        if holder is None:
+            print(f"{loaded.name}: not locked")
+            return
+        print(f"locked: {holder.describe()}")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise OpsError("refusing to break the lock without confirmation", hint="pass --yes")
+            answer = input("Break this lock? Only if that run is really gone. [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                raise Exit("lock kept", code=1)
+        hoststate.break_lock(runner, loaded.deploy.stack_dir)
+        print("lock broken")
+    finally:
+        runner.close()

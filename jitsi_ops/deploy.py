@@ -1,0 +1,560 @@
+"""The deploy pipeline: lock -> preflight -> plan -> backup -> pre-pull -> apply -> gate
+-> [rollback -> gate] -> record -> unlock, on the environment's main host.
+
+Each phase is a function with a result; the orchestration below only sequences them, times
+them and decides on rollback. Nothing is changed on the host before the backup phase, and
+nothing the running stack uses is touched before every target image has been pulled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import posixpath
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from jitsi_ops import backup, commands, facts, hoststate, lint, stack
+from jitsi_ops import plan as planning
+from jitsi_ops.envfile import parse_env
+from jitsi_ops.environments import rendered_values
+from jitsi_ops.errors import OpsError, PreflightError
+from jitsi_ops.runner import Runner
+from jitsi_ops.settings import Environment, local_user
+from jitsi_ops.verify.model import VerifyReport
+from jitsi_ops.verify.suite import verify as run_verify
+
+PhaseStatus = Literal["ok", "failed", "skipped"]
+MIN_DOCKER = (20, 10)
+MIN_COMPOSE = (2, 20)
+PULL_TIMEOUT = 900.0
+UP_TIMEOUT = 600.0
+
+
+@dataclass
+class PhaseResult:
+    """One line of the phase timeline."""
+
+    name: str
+    status: PhaseStatus
+    seconds: float
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON shape."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "seconds": round(self.seconds, 2),
+            "detail": self.detail,
+        }
+
+
+PhaseCallback = Callable[[PhaseResult], None]
+Verifier = Callable[[Environment, Mapping[Any, Runner], float], VerifyReport]
+
+
+def default_verifier(
+    env: Environment, runners: Mapping[Any, Runner], timeout: float
+) -> VerifyReport:
+    """The verify suite as the health gate."""
+    return run_verify(env, runners, timeout=timeout)
+
+
+@dataclass
+class RollbackResult:
+    """What the automatic rollback did and whether the previous state serves again."""
+
+    restored_release: str | None
+    verification: VerifyReport | None
+    ok: bool
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON shape."""
+        return {
+            "restored_release": self.restored_release,
+            "ok": self.ok,
+            "detail": self.detail,
+            "verification": verification_dict(self.verification),
+        }
+
+
+def verification_dict(report: VerifyReport | None) -> dict[str, Any] | None:
+    """A compact JSON form of a verify report."""
+    if report is None:
+        return None
+    return {
+        "ok": report.ok,
+        "duration": round(report.duration, 2),
+        "passed": report.count("pass"),
+        "warned": report.count("warn"),
+        "failed": [
+            {"check": o.id, "host": o.host, "observed": o.observed} for o in report.failures
+        ],
+    }
+
+
+@dataclass
+class DeployReport:
+    """Everything a deploy run did, for the human timeline and for `--json`."""
+
+    env: str
+    deploy_id: str
+    from_release: str | None
+    to_release: str | None
+    dry_run: bool = False
+    plan: planning.Plan | None = None
+    phases: list[PhaseResult] = field(default_factory=list)
+    verification: VerifyReport | None = None
+    rollback: RollbackResult | None = None
+    backup_id: str | None = None
+    result: str = "failed"
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Exit 0 only for a deployed, verified, unrolled-back run (or nothing to do / dry run)."""
+        return self.result in ("deployed", "nothing-to-do", "dry-run")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `--json` report."""
+        return {
+            "env": self.env,
+            "deploy_id": self.deploy_id,
+            "from_release": self.from_release,
+            "to_release": self.to_release,
+            "dry_run": self.dry_run,
+            "result": self.result,
+            "error": self.error,
+            "backup_id": self.backup_id,
+            "plan": self.plan.as_dict() if self.plan else None,
+            "phases": [p.as_dict() for p in self.phases],
+            "verification": verification_dict(self.verification),
+            "rollback": self.rollback.as_dict() if self.rollback else None,
+        }
+
+
+class Timeline:
+    """Times phases and reports each one as it ends."""
+
+    def __init__(self, report: DeployReport, on_phase: PhaseCallback | None) -> None:
+        self.report = report
+        self.on_phase = on_phase
+
+    def add(self, result: PhaseResult) -> None:
+        """Record a phase result."""
+        self.report.phases.append(result)
+        if self.on_phase:
+            self.on_phase(result)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[PhaseResult]:
+        """Run a phase; a raised error marks it failed (and propagates)."""
+        result = PhaseResult(name, "ok", 0.0)
+        started = time.monotonic()
+        try:
+            yield result
+        except BaseException as exc:
+            result.status = "failed"
+            if not result.detail:
+                result.detail = str(exc) if isinstance(exc, OpsError) else exc.__class__.__name__
+            raise
+        finally:
+            result.seconds = time.monotonic() - started
+            self.add(result)
+
+    def skip(self, name: str, detail: str) -> None:
+        """Record a phase that did not run."""
+        self.add(PhaseResult(name, "skipped", 0.0, detail))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What runs before the change: enough to put it back without the backup archive."""
+
+    files: Mapping[str, bytes]  # .env and compose files of the stack dir
+    image_ids: Mapping[str, str]  # image reference -> image id the containers run
+    release: str | None
+
+    @property
+    def compose_names(self) -> list[str]:
+        """The previous compose set, in -f order."""
+        env_text = self.files.get(".env", b"").decode()
+        listed = parse_env(env_text, "host .env").get("COMPOSE_FILE", "") if env_text else ""
+        return [n for n in listed.split(":") if n] or sorted(
+            n for n in self.files if n.endswith(".yml")
+        )
+
+
+# --------------------------------------------------------------------------------- phases
+
+
+def preflight(env: Environment, runner: Runner, values: Mapping[str, str]) -> str:
+    """Read-only checks; PreflightError on the first problem. Returns a one-line summary."""
+    findings = lint.run_checks(lint.context_for(env))
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        raise PreflightError(
+            f"`invoke check --env {env.name}` reports {len(errors)} error(s), first: "
+            f"{errors[0].key}: {errors[0].message}",
+            hint=errors[0].hint,
+        )
+    missing = [k for k in ("JICOFO_AUTH_PASSWORD", "JVB_AUTH_PASSWORD") if not values.get(k)]
+    if missing:
+        raise PreflightError(
+            f"secrets missing: {', '.join(missing)}", hint=f"run `invoke secrets --env {env.name}`"
+        )
+    docker = facts.gather(runner, facts.docker_server_version())
+    compose = facts.gather(runner, facts.compose_version())
+    if facts.version_tuple(docker)[:2] < MIN_DOCKER:
+        raise PreflightError(
+            f"Docker Engine {docker} is older than {'.'.join(map(str, MIN_DOCKER))}",
+            hint="upgrade docker on the host",
+        )
+    if facts.version_tuple(compose)[:2] < MIN_COMPOSE:
+        raise PreflightError(
+            f"Docker Compose {compose} is older than {'.'.join(map(str, MIN_COMPOSE))}",
+            hint="install the Compose v2 plugin (docker-compose-plugin)",
+        )
+    config = stack.resolve_config_dir(env, runner)
+    readable = runner.run(["test", "-r", config], check=False)
+    if runner.run(["test", "-e", config], check=False).ok and not readable.ok:
+        raise PreflightError(f"CONFIG {config} is not readable", hint="check its owner and mode")
+    _check_ports(env, runner, values)
+    free = _free_space(runner, env.deploy.backup.dir)
+    if free is not None and free < env.deploy.verify.min_free_disk_mb:
+        raise PreflightError(
+            f"only {free} MiB free for backups and images near {env.deploy.backup.dir}",
+            hint=f"free disk space (floor: verify.min_free_disk_mb = {env.deploy.verify.min_free_disk_mb})",
+        )
+    return f"docker {docker}, compose {compose}" + (
+        f", {free} MiB free" if free is not None else ""
+    )
+
+
+def _free_space(runner: Runner, path: str) -> int | None:
+    probe = path
+    while probe not in ("", "/") and not runner.run(["test", "-d", probe], check=False).ok:
+        probe = posixpath.dirname(probe)
+    usage = facts.gather(runner, facts.disk_free(probe or "/"))
+    return int(usage.available_kb // 1024)
+
+
+def _check_ports(env: Environment, runner: Runner, values: Mapping[str, str]) -> None:
+    """Public ports must be free or already published by this project's containers."""
+    wanted = [(values.get(k, ""), "tcp", k) for k in ("HTTP_PORT", "HTTPS_PORT")]
+    wanted.append((values.get("JVB_PORT", "10000"), "udp", "JVB_PORT"))
+    result = runner.run(list(facts.listeners().argv), check=False)
+    if not result.ok:
+        return  # no `ss` on the host: compose will report a conflict itself
+    found = facts.parse_ss(result.stdout)
+    ours = facts.gather(runner, facts.project_containers(env.deploy.project))
+    ours_ports = {(p.published, p.protocol) for c in ours for p in c.published}
+    for port_text, protocol, key in wanted:
+        if not port_text.isdigit():
+            continue
+        port = int(port_text)
+        holders = facts.port_holders(found, port, protocol)
+        if holders and (port, protocol) not in ours_ports:
+            names = ", ".join(sorted({p.name for h in holders for p in h.processes})) or "unknown"
+            raise PreflightError(
+                f"{key} {port}/{protocol} is already in use on the host by {names}",
+                hint="stop that service or choose another port in jitsi.env",
+            )
+
+
+def snapshot(runner: Runner, env: Environment, current: facts.HostFacts) -> Snapshot:
+    """Read the stack files and image ids that run now (kept in memory for rollback)."""
+    files: dict[str, bytes] = {}
+    for name in current.file_hashes:
+        if name == ".env" or name.endswith(".yml"):
+            try:
+                files[name] = runner.get(posixpath.join(env.deploy.stack_dir, name))
+            except FileNotFoundError:
+                continue
+    image_ids = {c.image: c.image_id for c in current.containers if c.image and c.image_id}
+    release = current.state.release if current.state else None
+    if release is None and ".env" in files:
+        release = parse_env(files[".env"].decode(), "host .env").get("JITSI_IMAGE_VERSION")
+    return Snapshot(MappingProxyType(files), MappingProxyType(image_ids), release)
+
+
+def pre_pull(runner: Runner, refs: list[str], progress: Callable[[str], None] | None) -> str:
+    """Pull every target image before anything stops; the first failure ends the run."""
+    for index, ref in enumerate(refs, 1):
+        if progress:
+            progress(f"pulling {index}/{len(refs)} {ref}")
+        runner.run(["docker", "pull", "--quiet", ref], timeout=PULL_TIMEOUT)
+    return f"{len(refs)} image(s)"
+
+
+def apply_target(env: Environment, runner: Runner, previous: Snapshot) -> str:
+    """Prepare CONFIG, upload the target set, drop compose files no longer used, `up -d`."""
+    config = stack.prepare_config_dirs(env, runner)
+    uploaded = stack.upload_stack(env, runner)
+    stale = [n for n in previous.files if n.endswith(".yml") and n not in uploaded]
+    if stale:
+        runner.run(["rm", "-f", "--", *(posixpath.join(env.deploy.stack_dir, n) for n in stale)])
+    runner.run(commands.compose_up(stack.target_for(env)), timeout=UP_TIMEOUT)
+    return f"CONFIG {config}; uploaded {', '.join(uploaded)}"
+
+
+def environment_of(env: Environment, env_text: str) -> Environment:
+    """The environment as a previous `.env` describes it (to verify what a rollback restored)."""
+    values = parse_env(env_text, "previous .env")
+    return dataclasses.replace(env, values=MappingProxyType(values))
+
+
+def rollback_to(env: Environment, runner: Runner, previous: Snapshot) -> str:
+    """Put the previous stack files and image references back and converge."""
+    stack_dir = env.deploy.stack_dir
+    if not previous.files:
+        # First deploy: there is nothing to go back to but an empty host.
+        runner.run(commands.compose_down(stack.target_for(env)), timeout=UP_TIMEOUT)
+        return "first deploy: stack removed"
+    current_names = [n for n in stack.stack_files(env) if n.endswith(".yml")]
+    for name, data in previous.files.items():
+        runner.put(data, posixpath.join(stack_dir, name), 0o600 if name == ".env" else 0o644)
+    extra = [n for n in current_names if n not in previous.files]
+    if extra:
+        runner.run(["rm", "-f", "--", *(posixpath.join(stack_dir, n) for n in extra)])
+    # Tags can move; the image ids the old containers ran are what comes back.
+    for ref, image_id in sorted(previous.image_ids.items()):
+        runner.run(["docker", "tag", image_id, ref], check=False)
+    target = commands.ComposeTarget(stack_dir, env.deploy.project, tuple(previous.compose_names))
+    runner.run(commands.compose_up(target), timeout=UP_TIMEOUT)
+    return f"restored {previous.release or 'previous stack'}"
+
+
+def record_state(
+    env: Environment, runner: Runner, deploy_id: str, values: Mapping[str, str]
+) -> None:
+    """state.json: the deployed release and the digests now running."""
+    digests = backup.running_digests(env, runner)
+    state = hoststate.DeployState(
+        env=env.name,
+        release=env.release,
+        deploy_id=deploy_id,
+        time=hoststate.iso_utc(),
+        project=env.deploy.project,
+        compose_files=tuple(values.get("COMPOSE_FILE", "").split(":")),
+        env_sha256=_sha256(stack.stack_files(env)[".env"]),
+        images=dict(planning.target_images(values, stack.stack_files(env))),
+        digests=digests,
+        jitsi_ops_version=_version(),
+    )
+    hoststate.write_state(runner, env.deploy.stack_dir, state)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib  # noqa: PLC0415
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _version() -> str:
+    from jitsi_ops import __version__  # noqa: PLC0415
+
+    return __version__
+
+
+# ---------------------------------------------------------------------------- orchestration
+
+
+def deploy(
+    env: Environment,
+    runner: Runner,
+    *,
+    dry_run: bool = False,
+    message: str = "",
+    timeout: float | None = None,
+    on_phase: PhaseCallback | None = None,
+    progress: Callable[[str], None] | None = None,
+    verifier: Verifier = default_verifier,
+) -> DeployReport:
+    """Run the pipeline on the main host; never raises for a failed phase (see report.result)."""
+    deploy_id = hoststate.new_deploy_id(env.name)
+    values = rendered_values(env)
+    report = DeployReport(env.name, deploy_id, None, env.release, dry_run=dry_run)
+    timeline = Timeline(report, on_phase)
+    stack_dir = env.deploy.stack_dir
+    gate_timeout = timeout if timeout and timeout > 0 else env.deploy.verify.timeout
+    lock_info = hoststate.LockInfo.for_this_process(deploy_id, message or f"deploy {env.release}")
+    try:
+        run = _Run(env, runner, values, report, timeline, gate_timeout, progress, verifier)
+        if dry_run:
+            # A dry run only reads: it takes no lock (that would write), it reports one.
+            with timeline.phase("lock") as phase:
+                holder = hoststate.read_lock(runner, stack_dir)
+                phase.detail = f"held by {holder.describe()}" if holder else "free (not taken)"
+            run.pipeline()
+            return report
+        with timeline.phase("lock") as phase:
+            hoststate.acquire_lock(runner, stack_dir, lock_info)
+            phase.detail = f"{lock_info.owner}@{lock_info.host}"
+        try:
+            run.pipeline()
+        finally:
+            hoststate.release_lock(runner, stack_dir, deploy_id)
+    except OpsError as exc:
+        report.error = f"{exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
+        if report.result not in ("rolled-back", "rollback-failed"):
+            report.result = "failed"
+    except KeyboardInterrupt:
+        report.error = "interrupted"
+        report.result = "interrupted"
+    finally:
+        if not dry_run:
+            _record(env, runner, report)
+    return report
+
+
+@dataclass
+class _Run:
+    """One deploy run's context, so the phases share it without long argument lists."""
+
+    env: Environment
+    runner: Runner
+    values: Mapping[str, str]
+    report: DeployReport
+    timeline: Timeline
+    gate_timeout: float
+    progress: Callable[[str], None] | None
+    verifier: Verifier
+
+    def pipeline(self) -> None:
+        """preflight -> plan -> backup -> pull -> apply -> gate -> record (or rollback)."""
+        env, runner, values, report, timeline = (
+            self.env,
+            self.runner,
+            self.values,
+            self.report,
+            self.timeline,
+        )
+        progress, verifier, gate_timeout = self.progress, self.verifier, self.gate_timeout
+        with timeline.phase("preflight") as phase:
+            phase.detail = preflight(env, runner, values)
+        target_files = stack.stack_files(env)
+        with timeline.phase("plan") as phase:
+            current = facts.gather_host_facts(
+                runner,
+                project=env.deploy.project,
+                stack_dir=env.deploy.stack_dir,
+                target_refs=planning.target_images(values, target_files).values(),
+            )
+            report.plan = planning.plan(values, target_files, current)
+            previous = snapshot(runner, env, current)
+            report.from_release = previous.release
+            phase.detail = (
+                "nothing to do"
+                if report.plan.nothing_to_do
+                else f"recreate: {', '.join(report.plan.services_to_recreate) or 'none'}"
+            )
+        if report.dry_run:
+            report.result = "dry-run"
+            return
+        if report.plan.nothing_to_do:
+            for name in ("backup", "pull", "apply", "gate"):
+                timeline.skip(name, "nothing to do")
+            report.result = "nothing-to-do"
+            return
+        with timeline.phase("backup") as phase:
+            manifest = backup.create_backup(
+                env,
+                runner,
+                report.deploy_id,
+                release=previous.release,
+                digests=backup.running_digests(env, runner),
+                progress=progress,
+            )
+            report.backup_id = report.deploy_id
+            pruned = backup.prune(env, runner, env.deploy.backup.keep, protect=[report.deploy_id])
+            phase.detail = f"{manifest.deploy_id}" + (f", pruned {len(pruned)}" if pruned else "")
+        with timeline.phase("pull") as phase:
+            refs = sorted(set(report.plan.target_images.values()))
+            phase.detail = pre_pull(runner, refs, progress)
+        with timeline.phase("apply") as phase:
+            phase.detail = apply_target(env, runner, previous)
+        gate_env = env
+        with timeline.phase("gate") as phase:
+            report.verification = verifier(gate_env, {env.deploy.main_host: runner}, gate_timeout)
+            phase.detail = _gate_detail(report.verification)
+            if not report.verification.ok:
+                phase.status = "failed"
+        if report.verification.ok:
+            with timeline.phase("record") as phase:
+                record_state(env, runner, report.deploy_id, values)
+            report.result = "deployed"
+            return
+        self.rollback(previous)
+
+    def rollback(self, previous: Snapshot) -> None:
+        """Put the previous state back, gate it again, and say how it went."""
+        env, runner, report, timeline = self.env, self.runner, self.report, self.timeline
+        verifier, gate_timeout = self.verifier, self.gate_timeout
+        result = RollbackResult(previous.release, None, ok=False)
+        report.rollback = result
+        try:
+            with timeline.phase("rollback") as phase:
+                phase.detail = rollback_to(env, runner, previous)
+                result.detail = phase.detail
+            if previous.files:
+                previous_env = environment_of(env, previous.files[".env"].decode())
+                with timeline.phase("rollback-gate") as phase:
+                    result.verification = verifier(
+                        previous_env, {env.deploy.main_host: runner}, gate_timeout
+                    )
+                    phase.detail = _gate_detail(result.verification)
+                    if not result.verification.ok:
+                        phase.status = "failed"
+                result.ok = result.verification.ok
+            else:
+                result.ok = True
+        finally:
+            report.result = "rolled-back" if result.ok else "rollback-failed"
+            first = report.verification.failures[0] if report.verification else None
+            report.error = (
+                f"verification failed ({first.id}: {first.observed}); "
+                + (
+                    "rolled back to " + (previous.release or "the previous stack")
+                    if result.ok
+                    else "ROLLBACK FAILED"
+                )
+                if first
+                else report.error
+            )
+
+
+def _gate_detail(verification: VerifyReport) -> str:
+    if verification.ok:
+        return f"{verification.count('pass')} passed, {verification.count('warn')} warning(s)"
+    first = verification.failures[0]
+    return f"{len(verification.failures)} failed, first: {first.id} ({first.observed})"
+
+
+def _record(env: Environment, runner: Runner, report: DeployReport) -> None:
+    """One audit line on the host and one history line here; never a secret."""
+    record = {
+        "action": "deploy",
+        "deploy_id": report.deploy_id,
+        "env": env.name,
+        "user": local_user(),
+        "from_host": socket.gethostname(),
+        "from_release": report.from_release,
+        "to_release": report.to_release,
+        "result": report.result,
+        "backup_id": report.backup_id,
+        "phases": [p.as_dict() for p in report.phases],
+        "error": report.error,
+    }
+    secrets = rendered_values(env)
+    # The host may be unreachable; the local history still has the record.
+    with contextlib.suppress(OpsError):
+        hoststate.append_audit(runner, env.deploy.stack_dir, record, secret_values=secrets)
+    hoststate.append_history(hoststate.history_path(env.root), record, secret_values=secrets)
