@@ -20,7 +20,7 @@ from typing import Any
 import paramiko
 from fabric import Config, Connection
 
-from jitsi_ops.errors import HostKeyError, OpsError
+from jitsi_ops.errors import ConfigError, HostKeyError, OpsError
 from jitsi_ops.runner import Result, checked
 from jitsi_ops.settings import Environment, Host, SshOptions
 
@@ -102,6 +102,11 @@ class SshRunner:
     """Runs commands on one host over a single reused Fabric connection."""
 
     def __init__(self, host: Host, options: SshOptions) -> None:
+        if options.config_file is not None and not options.config_file.is_file():
+            raise ConfigError(
+                f"ssh_config {options.config_file} does not exist",
+                hint="fix [ssh] config in deploy.toml (for env/sandbox: `python -m tests.testbed up`)",
+            )
         overrides: dict[str, Any] = {"load_ssh_configs": options.config_file is None}
         config = Config(overrides=overrides)
         if options.config_file is not None:
@@ -170,11 +175,7 @@ class SshRunner:
         Straight on a Paramiko channel of the one connection: Fabric's run() adds threads and
         polling that cost ~0.4 s per command, which a deploy's ~50 probes cannot afford.
         """
-        self.open()
-        transport = self._conn.client.get_transport()
-        if transport is None or not transport.is_active():
-            raise OpsError(f"{self.host}: SSH connection lost", hint="check the network and retry")
-        channel = transport.open_session(timeout=self._connect_timeout)
+        channel = self._transport().open_session(timeout=self._connect_timeout)
         try:
             channel.exec_command(shlex.join(argv))
             if stdin is not None:
@@ -188,6 +189,33 @@ class SshRunner:
         if timed_out:
             stderr += f"\ntimed out after {timeout} s"
         return checked(Result(tuple(argv), code, out.decode(errors="replace"), stderr), check)
+
+    def _transport(self) -> paramiko.Transport:
+        self.open()
+        transport = self._conn.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise OpsError(f"{self.host}: SSH connection lost", hint="check the network and retry")
+        return transport
+
+    def open_tunnel(self, port: int, timeout: float) -> paramiko.Channel:
+        """A channel to the host's own 127.0.0.1:PORT over this connection (nothing is exposed).
+
+        ConnectionRefusedError when nothing listens there.
+        """
+        try:
+            return self._transport().open_channel(
+                "direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=timeout
+            )
+        except paramiko.ChannelException as exc:
+            reason = exc.text or exc.__class__.__name__
+            raise ConnectionRefusedError(
+                f"nothing answers on the host's 127.0.0.1:{port} ({reason})"
+            ) from None
+
+    def peer_address(self) -> str | None:
+        """The address this connection reached (after ssh_config's HostName, ProxyJump aside)."""
+        name = self._transport().getpeername()
+        return str(name[0]) if name else None
 
     def _sftp_client(self) -> paramiko.SFTPClient:
         self.open()

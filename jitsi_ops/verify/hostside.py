@@ -114,30 +114,9 @@ class _ChannelSocket:
         """Deliberately nothing: see the class docstring."""
 
 
-def _ssh_transport(runner: SshRunner) -> Any:
-    """The paramiko Transport of an SshRunner's (opened) connection.
-
-    SshRunner has no public accessor for it yet; this is the one place that reaches into it.
-    """
-    runner.open()
-    transport = runner._conn.transport
-    if transport is None or not transport.is_active():
-        raise OpsError(f"{runner.host}: SSH connection is not active", hint="check sshd")
-    return transport
-
-
 def ssh_loopback_get(runner: SshRunner, port: int, path: str, timeout: float) -> HttpAnswer:
     """GET http://127.0.0.1:PORT/PATH on the host through a direct-tcpip channel."""
-    transport = _ssh_transport(runner)
-    try:
-        channel = transport.open_channel(
-            "direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=timeout
-        )
-    except Exception as exc:  # paramiko.ChannelException: only ssh.py imports paramiko
-        reason = getattr(exc, "text", "") or str(exc) or exc.__class__.__name__
-        raise ConnectionRefusedError(
-            f"nothing answers on the host's 127.0.0.1:{port} ({reason})"
-        ) from None
+    channel = runner.open_tunnel(port, timeout)
     try:
         channel.settimeout(timeout)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -176,7 +155,6 @@ def peer_address(runner: Runner) -> str | None:
     if not isinstance(runner, SshRunner):
         return None
     try:
-        name = _ssh_transport(runner).getpeername()
+        return runner.peer_address()
     except (OpsError, OSError):
         return None
-    return str(name[0]) if name else None
