@@ -1,5 +1,9 @@
-"""The deploy pipeline: lock -> preflight -> plan -> backup -> pre-pull -> apply -> gate
+"""The deploy pipeline: lock -> preflight -> plan -> backup -> pre-pull -> migrate -> apply -> gate
 -> [rollback -> gate] -> record -> unlock, on the environment's main host.
+
+The plan phase also finds the release the host runs and the migrations (jitsi_ops.migrations)
+an upgrade to the pinned release needs; the migrated values are what is rendered, planned and
+uploaded, and the migrate phase persists them into env/NAME and runs the host steps.
 
 Each phase is a function with a result; the orchestration below only sequences them, times
 them and decides on rollback. Nothing is changed on the host before the backup phase, and
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from jitsi_ops import backup, commands, facts, hoststate, lint, stack
+from jitsi_ops import backup, commands, facts, hoststate, lint, migrations, stack
 from jitsi_ops import plan as planning
 from jitsi_ops.envfile import parse_env
 from jitsi_ops.environments import rendered_values
@@ -181,15 +185,25 @@ class Snapshot:
     files: Mapping[str, bytes]  # .env and compose files of the stack dir
     image_ids: Mapping[str, str]  # image reference -> image id the containers run
     release: str | None
+    # The files the running containers were created from (their config_files label), for a
+    # stack jitsi-ops did not render (an adopted one has no COMPOSE_FILE in its .env).
+    running_files: tuple[str, ...] = ()
 
     @property
     def compose_names(self) -> list[str]:
         """The previous compose set, in -f order."""
         env_text = self.files.get(".env", b"").decode()
         listed = parse_env(env_text, "host .env").get("COMPOSE_FILE", "") if env_text else ""
-        return [n for n in listed.split(":") if n] or sorted(
-            n for n in self.files if n.endswith(".yml")
-        )
+        names = [n.rsplit("/", 1)[-1] for n in listed.split(":") if n]
+        if names:
+            return names
+        if self.running_files:
+            return list(self.running_files)
+        # What `docker compose up` in that directory reads by default: not every overlay an
+        # unpacked release archive holds.
+        default = [n for n in facts.DEFAULT_COMPOSE_FILES if n in self.files][:1]
+        default += [n for n in facts.DEFAULT_OVERRIDE_FILES if n in self.files][:1]
+        return default or sorted(n for n in self.files if n.endswith(".yml"))
 
 
 # --------------------------------------------------------------------------------- phases
@@ -280,9 +294,13 @@ def snapshot(runner: Runner, env: Environment, current: facts.HostFacts) -> Snap
                 continue
     image_ids = {c.image: c.image_id for c in current.containers if c.image and c.image_id}
     release = current.state.release if current.state else None
-    if release is None and ".env" in files:
-        release = parse_env(files[".env"].decode(), "host .env").get("JITSI_IMAGE_VERSION")
-    return Snapshot(MappingProxyType(files), MappingProxyType(image_ids), release)
+    env_values = parse_env(files[".env"].decode(), "host .env") if ".env" in files else {}
+    if release is None:
+        release = env_values.get("JITSI_IMAGE_VERSION")
+    running: tuple[str, ...] = ()
+    if not env_values.get("COMPOSE_FILE") and current.containers:
+        running = facts.running_compose_files(runner, [c.id for c in current.containers if c.id])
+    return Snapshot(MappingProxyType(files), MappingProxyType(image_ids), release, running)
 
 
 def pre_pull(runner: Runner, refs: list[str], progress: Callable[[str], None] | None) -> str:
@@ -386,8 +404,8 @@ def deploy(
     stack_dir = env.deploy.stack_dir
     gate_timeout = timeout if timeout and timeout > 0 else env.deploy.verify.timeout
     lock_info = hoststate.LockInfo.for_this_process(deploy_id, message or f"deploy {env.release}")
+    run = _Run(env, runner, values, report, timeline, gate_timeout, progress, verifier)
     try:
-        run = _Run(env, runner, values, report, timeline, gate_timeout, progress, verifier)
         if dry_run:
             # A dry run only reads: it takes no lock (that would write), it reports one.
             with timeline.phase("lock") as phase:
@@ -411,7 +429,8 @@ def deploy(
         report.result = "interrupted"
     finally:
         if not dry_run:
-            _record(env, runner, report)
+            # run.env: the migrated environment, whose new secrets must be scrubbed too.
+            _record(run.env, runner, report)
     return report
 
 
@@ -427,9 +446,28 @@ class _Run:
     gate_timeout: float
     progress: Callable[[str], None] | None
     verifier: Verifier
+    step: migrations.ReleaseStep | None = None
+    edits: list[migrations.FileEdit] = field(default_factory=list)
+
+    def release_step(self) -> list[str]:
+        """Find the deployed release and the migrations to the pinned one; from here on the
+        run renders the migrated environment. Returns the plan's migration lines."""
+        env = self.env
+        from_release, source = migrations.deployed_release(self.runner, env)
+        step = migrations.prepare(env, from_release, source)
+        self.step = step
+        lines = []
+        if not step.empty:
+            self.env = step.environment(env)
+            self.values = rendered_values(self.env)
+            config_dir = stack.resolve_config_dir(self.env, self.runner)
+            self.edits, _notes = migrations.local_edits(self.env, step)
+            lines = step.lines(self.env, config_dir, _host_stack_files(self.runner, self.env))
+        warning = migrations.downgrade_warning(from_release, env.release)
+        return [*lines, *([warning] if warning else [])]
 
     def pipeline(self) -> None:
-        """preflight -> plan -> backup -> pull -> apply -> gate -> record (or rollback)."""
+        """preflight -> plan -> backup -> pull -> migrate -> apply -> gate -> record (or rollback)."""
         env, runner, values, report, timeline = (
             self.env,
             self.runner,
@@ -440,8 +478,10 @@ class _Run:
         progress, verifier, gate_timeout = self.progress, self.verifier, self.gate_timeout
         with timeline.phase("preflight") as phase:
             phase.detail = preflight(env, runner, values)
-        target_files = stack.stack_files(env)
         with timeline.phase("plan") as phase:
+            migration_lines = self.release_step()
+            env, values = self.env, self.values
+            target_files = stack.stack_files(env)
             current = facts.gather_host_facts(
                 runner,
                 project=env.deploy.project,
@@ -449,6 +489,8 @@ class _Run:
                 target_refs=planning.target_images(values, target_files).values(),
             )
             report.plan = planning.plan(values, target_files, current)
+            if migration_lines:
+                report.plan = report.plan.with_migrations(migration_lines)
             previous = snapshot(runner, env, current)
             report.from_release = previous.release
             phase.detail = (
@@ -456,11 +498,13 @@ class _Run:
                 if report.plan.nothing_to_do
                 else f"recreate: {', '.join(report.plan.services_to_recreate) or 'none'}"
             )
+            if self.step is not None and not self.step.empty:
+                phase.detail += f"; {len(self.step.migrations)} migration(s)"
         if report.dry_run:
             report.result = "dry-run"
             return
         if report.plan.nothing_to_do:
-            for name in ("backup", "pull", "apply", "gate"):
+            for name in ("backup", "pull", "migrate", "apply", "gate"):
                 timeline.skip(name, "nothing to do")
             report.result = "nothing-to-do"
             return
@@ -479,6 +523,18 @@ class _Run:
         with timeline.phase("pull") as phase:
             refs = sorted(set(report.plan.target_images.values()))
             phase.detail = pre_pull(runner, refs, progress)
+        if self.step is not None and not self.step.empty:
+            with timeline.phase("migrate") as phase:
+                phase.detail = migrations.run_step(
+                    env,
+                    runner,
+                    self.step,
+                    stack.resolve_config_dir(env, runner),
+                    self.edits,
+                    progress=progress,
+                )
+        else:
+            timeline.skip("migrate", "no migrations")
         with timeline.phase("apply") as phase:
             phase.detail = apply_target(env, runner, previous)
         gate_env = env
@@ -529,6 +585,16 @@ class _Run:
                 if first
                 else report.error
             )
+
+
+def _host_stack_files(runner: Runner, env: Environment) -> dict[str, bytes]:
+    """The host's `.env` and compose files by name (the migrations look for custom overrides)."""
+    hashes = facts.gather(runner, facts.stack_file_hashes(env.deploy.stack_dir))
+    files = {}
+    for name in hashes:
+        with contextlib.suppress(FileNotFoundError):
+            files[name] = runner.get(posixpath.join(env.deploy.stack_dir, name))
+    return files
 
 
 def _gate_detail(verification: VerifyReport) -> str:

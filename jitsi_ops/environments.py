@@ -128,6 +128,7 @@ DEPLOY_TOML_TEMPLATE = """\
 # test_environment = false        # true allows unpinned image tags (sandboxes only)
 # reverse_proxy = false           # TLS terminated by a proxy in front of HTTP_PORT/HTTPS_PORT
 # internet_facing = true          # warn when JVB_ADVERTISE_IPS holds only private addresses
+# use_common_env = true           # false: env/common.env does not apply (adopted environments)
 
 [[hosts]]
 address = "{host}"      # name or IP, or a Host alias from ssh_config

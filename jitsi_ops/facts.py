@@ -648,3 +648,108 @@ def gather_host_facts(
         ref_ids=ref_ids,
         state=read_state(runner, stack_dir),
     )
+
+
+# --- compose labels and mounts (stacks jitsi-ops did not deploy: adopt, rollback fallback) -----
+
+# What `docker compose` reads in a project directory when no -f is given, in Compose's order.
+DEFAULT_COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+DEFAULT_OVERRIDE_FILES = (
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yaml",
+    "docker-compose.override.yml",
+)
+
+# Labels, state and bind mounts only: never `{{json .}}` (Config.Env holds the passwords).
+LABELS_TEMPLATE = (
+    '{"id":{{json .Id}},"name":{{json .Name}},"image_id":{{json .Image}},'
+    '"ref":{{json .Config.Image}},"state":{{json .State.Status}},'
+    '"project":{{json (index .Config.Labels "com.docker.compose.project")}},'
+    '"service":{{json (index .Config.Labels "com.docker.compose.service")}},'
+    '"working_dir":{{json (index .Config.Labels "com.docker.compose.project.working_dir")}},'
+    '"config_files":{{json (index .Config.Labels "com.docker.compose.project.config_files")}},'
+    '"mounts":{{json .Mounts}}}'
+)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A container mount: host source -> container destination."""
+
+    type: str
+    source: str
+    destination: str
+
+
+@dataclass(frozen=True)
+class ComposeContainer:
+    """A container created by Compose, as its labels describe it."""
+
+    id: str
+    name: str
+    image_id: str
+    ref: str
+    state: str
+    project: str
+    service: str
+    working_dir: str
+    config_files: tuple[str, ...]  # absolute paths, in -f order
+    mounts: tuple[Mount, ...] = ()
+
+    def mount_source(self, destination: str) -> str | None:
+        """The host path mounted at `destination`, if any."""
+        return next((m.source for m in self.mounts if m.destination == destination), None)
+
+
+def parse_compose_labels(text: str) -> list[ComposeContainer]:
+    """Output of `docker inspect --format LABELS_TEMPLATE` (one JSON object per line)."""
+    found = []
+    for item in _json_lines(text):
+        files = str(item.get("config_files") or "")
+        mounts = tuple(
+            Mount(str(m.get("Type", "")), str(m.get("Source", "")), str(m.get("Destination", "")))
+            for m in item.get("mounts") or ()
+            if isinstance(m, dict)
+        )
+        found.append(
+            ComposeContainer(
+                id=str(item.get("id", "")),
+                name=str(item.get("name", "")).lstrip("/"),
+                image_id=str(item.get("image_id", "")),
+                ref=str(item.get("ref", "")),
+                state=str(item.get("state", "")),
+                project=str(item.get("project") or ""),
+                service=str(item.get("service") or ""),
+                working_dir=str(item.get("working_dir") or ""),
+                # Compose joins the paths with commas.
+                config_files=tuple(f for f in files.split(",") if f),
+                mounts=mounts,
+            )
+        )
+    return sorted(found, key=lambda c: (c.project, c.service, c.name))
+
+
+def compose_container_ids() -> Fact[list[str]]:
+    """Ids of every container any Compose project created on the host."""
+    argv = (
+        "docker", "ps", "--all", "--quiet", "--no-trunc",
+        "--filter", "label=com.docker.compose.project",
+    )  # fmt: skip
+    return Fact("compose container ids", argv, lambda out: out.split())
+
+
+def inspect_compose_labels(ids: Sequence[str]) -> Fact[list[ComposeContainer]]:
+    """Compose labels, state and mounts of containers (exit 1: a vanished one is absent)."""
+    argv = ("docker", "inspect", "--type", "container", "--format", LABELS_TEMPLATE, *ids)
+    return Fact("compose labels", argv, parse_compose_labels, frozenset({0, 1}))
+
+
+def running_compose_files(runner: Runner, ids: Sequence[str]) -> tuple[str, ...]:
+    """File names (in -f order) the given containers were created from; () when unknown."""
+    if not ids:
+        return ()
+    for container in gather(runner, inspect_compose_labels(ids)):
+        if container.config_files:
+            return tuple(posixpath.basename(f) for f in container.config_files)
+    return ()

@@ -25,7 +25,6 @@ text is scrubbed of the secret values of both the current and the target `.env`.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import re
@@ -35,10 +34,11 @@ from typing import Any
 
 import yaml
 
-from jitsi_ops.envfile import MASK, parse_env
+from jitsi_ops.envfile import interpolate as interpolate_env
+from jitsi_ops.envfile import masked_diff, parse_entries
 from jitsi_ops.errors import ConfigError
 from jitsi_ops.facts import ContainerInfo, HostFacts
-from jitsi_ops.secrets import is_secret_key, scrub
+from jitsi_ops.secrets import scrub
 
 ENV_FILE = ".env"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -375,7 +375,11 @@ class Plan:
             )
         else:
             lines.append("  services: none recreated")
-        lines.append("  migrations: " + (", ".join(self.migrations) if self.migrations else "none"))
+        if self.migrations:
+            lines.append("  migrations (run in the migrate phase, after backup and pull):")
+            lines.extend(f"    {line}" for line in self.migrations)
+        else:
+            lines.append("  migrations: none")
         return "\n".join(lines) + "\n"
 
 
@@ -437,33 +441,6 @@ def _env_changed(
     return remote != _sha256(target_files[ENV_FILE])
 
 
-def masked_env_diff(current: Mapping[str, str], target: Mapping[str, str]) -> str:
-    """Unified diff of two `.env` mappings with every secret value masked.
-
-    A changed secret must still show as a change: its two sides get different masked texts
-    (envfile.masked_diff prints the same text on both sides, so a rotated secret alone yields
-    an empty diff there; this is the fix, kept here until envfile carries it).
-    """
-
-    def lines(values: Mapping[str, str], other: Mapping[str, str], label: str) -> list[str]:
-        out = []
-        for key in sorted(values):
-            value = values[key]
-            if is_secret_key(key) and value:
-                value = MASK if other.get(key) == value else f"{MASK} ({label})"
-            out.append(f"{key}={value}\n")
-        return out
-
-    return "".join(
-        difflib.unified_diff(
-            lines(current, target, "previous value"),
-            lines(target, current, "changed"),
-            fromfile="host .env",
-            tofile="rendered .env",
-        )
-    )
-
-
 def _plan_service(
     spec: ServiceSpec,
     containers: list[ContainerInfo],
@@ -513,8 +490,12 @@ def plan(
     current: HostFacts,
 ) -> Plan:
     """What deploying `target_files` (rendered `.env` + compose set) would change on the host."""
+    # Resolved the way Compose reads the host's file: a hand-made `.env` may say
+    # PUBLIC_URL=https://meet.example.com:${HTTPS_PORT} (jitsi-ops' own are literal already).
     current_values = (
-        parse_env(current.env_text, "host .env") if current.env_text is not None else {}
+        interpolate_env(parse_entries(current.env_text, "host .env"))
+        if current.env_text is not None
+        else {}
     )
     target_values = dict(env_values_rendered)
     # Both sides' secrets: a rotated or removed secret must be masked too. Prefixing keeps the
@@ -533,7 +514,11 @@ def plan(
     )
     env_diff = ""
     if changed_keys:
-        env_diff = clean(masked_env_diff(current_values, target_values))
+        env_diff = clean(
+            masked_diff(
+                current_values, target_values, current_name="host .env", target_name="rendered .env"
+            )
+        )
     files = _file_changes(target_files, current, current_values)
     touched = {f.name for f in files if f.change != "removed"}
     specs = parse_services(target_files)

@@ -1,7 +1,8 @@
 """Load one environment (env/common.env, env/NAME/{deploy.toml,jitsi.env,secrets.env}) into frozen settings.
 
 Layering: common.env < jitsi.env < secrets.env < JITSI_OPS_<KEY> process overrides, with
-`${VAR}` interpolation across layers. Nothing here touches os.environ or any host.
+`${VAR}` interpolation across layers (an environment with `use_common_env = false` in its
+deploy.toml, such as an adopted one, skips common.env). Nothing here touches os.environ or any host.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class DeploySettings:
     test_environment: bool = False
     reverse_proxy: bool = False
     internet_facing: bool = True
+    # False for an adopted environment: its values are exactly the host's, and env/common.env's
+    # shared defaults would add keys the host never had (recreating containers).
+    use_common_env: bool = True
     ssh: SshOptions = field(default_factory=SshOptions)
     backup: BackupOptions = field(default_factory=BackupOptions)
     verify: VerifyOptions = field(default_factory=VerifyOptions)
@@ -145,6 +149,7 @@ _TOP_KEYS = {
     "test_environment",
     "reverse_proxy",
     "internet_facing",
+    "use_common_env",
     "ssh",
     "backup",
     "verify",
@@ -298,6 +303,7 @@ def parse_deploy_toml(text: str, source: str, env_dir: Path) -> DeploySettings:
         test_environment=bool(data.get("test_environment", False)),
         reverse_proxy=bool(data.get("reverse_proxy", False)),
         internet_facing=bool(data.get("internet_facing", True)),
+        use_common_env=bool(data.get("use_common_env", True)),
         ssh=ssh,
         backup=backup,
         verify=verify,
@@ -364,8 +370,13 @@ def load_environment(
     deploy = parse_deploy_toml(
         deploy_path.read_text(encoding="utf-8"), f"{rel}/deploy.toml", env_dir
     )
+    common = (
+        _read_layer(root / "env" / "common.env", "env/common.env")
+        if deploy.use_common_env
+        else Layer("env/common.env (not used: use_common_env = false)", ())
+    )
     layers = (
-        _read_layer(root / "env" / "common.env", "env/common.env"),
+        common,
         _read_layer(env_dir / "jitsi.env", f"{rel}/jitsi.env"),
         _read_layer(env_dir / "secrets.env", f"{rel}/secrets.env"),
         override_layer(os.environ if environ is None else environ),

@@ -373,7 +373,9 @@ def test_migrations_are_part_of_the_plan() -> None:
         ["move storage/ to uid 1000"]
     )
     assert not result.nothing_to_do
-    assert "migrations: move storage/ to uid 1000" in result.render_text()
+    text = result.render_text()
+    assert "  migrations (run in the migrate phase, after backup and pull):\n" in text, text
+    assert "\n    move storage/ to uid 1000\n" in text, text
     assert result.as_dict()["migrations"] == ["move storage/ to uid 1000"]
 
 

@@ -13,7 +13,7 @@ from jitsi_ops.ssh import SshRunner, known_hosts_path
 
 def test_missing_ssh_config_is_a_config_error(tmp_path: Path) -> None:
     missing = tmp_path / "ssh_config"
-    with pytest.raises(ConfigError, match="ssh_config .* does not exist"):
+    with pytest.raises(ConfigError, match=r"ssh_config .* does not exist"):
         SshRunner(Host("sandbox"), SshOptions(config_file=missing))
 
 

@@ -1,0 +1,447 @@
+"""`invoke restore` on a "host" in tmp_path: a real backup (GNU tar, find, sha256sum), then the
+host changed the way an upgrade changes it, then restored for real with GNU tar; Docker canned.
+Refusals (truncated, corrupted, foreign, malicious archives) happen before anything stops."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from invoke.collection import Collection
+from invoke.program import Program
+
+from jitsi_ops import backup, restore
+from jitsi_ops.backup import FileEntry, HostEntry, Manifest, Omitted, Root
+from jitsi_ops.cli import restore_tasks
+from jitsi_ops.hoststate import new_deploy_id
+from jitsi_ops.settings import BackupOptions, DeploySettings, Environment, Host
+from jitsi_ops.verify.model import VerifyReport
+from tests.unit.fakehost import FakeDockerHost
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "restore-secret-never-printed"
+DIGEST = "127.0.0.1:5000/jitsi/web@sha256:" + "d" * 64
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="numeric owners need root")
+
+
+# --- pure parts ------------------------------------------------------------------------------
+
+
+def manifest_of(files: list[FileEntry], excluded: tuple[str, ...] = ()) -> Manifest:
+    return Manifest(
+        env="prod",
+        deploy_id="prod-20260101T000000Z-abcdef",
+        created=backup.deploy_id_time("prod-20260101T000000Z-abcdef"),  # type: ignore[arg-type]
+        host="h",
+        release="stable-11031",
+        digests={},
+        roots=(Root("config", "/c", "/c"), Root("stack", "/s", "/s")),
+        excluded=tuple(Omitted(p, "why") for p in excluded),
+        skipped=(),
+        archive_name="x.tar.gz",
+        archive_size=1,
+        archive_sha256="0" * 64,
+        files=tuple(files),
+    )
+
+
+def host(kind: str, path: str, target: str = "") -> HostEntry:
+    return HostEntry(kind, 0o755, 0, 0, 0, "1:1", 1, path, target)
+
+
+def entry(path: str, kind: str = "file", target: str = "") -> FileEntry:
+    return FileEntry(path, kind, 0o644, 0, 0, target=target)  # type: ignore[arg-type]
+
+
+def test_stale_paths_are_minimal_and_spare_roots_and_excluded_paths() -> None:
+    manifest = manifest_of(
+        [
+            entry("/c", "dir"),
+            entry("/c/web", "dir"),
+            entry("/c/web/key"),
+            entry("/c/link", "symlink", "web/key"),
+            entry("/c/was-dir", "dir"),
+            entry("/s", "dir"),
+            entry("/s/.env"),
+        ],
+        excluded=("/c/storage/jibri/recordings", "/s/.jitsi-ops/lock"),
+    )
+    found = [
+        host("d", "/c"),
+        host("d", "/c/web"),
+        host("f", "/c/web/key"),
+        host("f", "/c/web/new.js"),  # created after the backup
+        host("l", "/c/link", "elsewhere"),  # retargeted symlink
+        host("f", "/c/was-dir"),  # a directory became a file
+        host("d", "/c/storage"),  # new, but holds excluded recordings
+        host("d", "/c/storage/jibri"),
+        host("d", "/c/storage/prosody"),  # new: goes
+        host("f", "/c/storage/prosody/alice.dat"),  # inside a removed dir: not listed
+        host("d", "/s"),
+        host("d", "/s/.jitsi-ops"),  # holds the lock: stays
+        host("f", "/s/.jitsi-ops/state.json"),  # not in this backup: goes
+        host("f", "/s/.env"),
+        host("f", "/elsewhere/x"),  # outside the roots: never
+    ]
+    assert restore.stale_paths(found, manifest) == [
+        "/c/link",
+        "/c/storage/prosody",
+        "/c/was-dir",
+        "/c/web/new.js",
+        "/s/.jitsi-ops/state.json",
+    ]
+
+
+def test_tar_extract_keeps_numeric_owners_and_modes() -> None:
+    assert restore.tar_extract("/b/x.tar.gz") == [
+        "tar",
+        "--extract",
+        "--gzip",
+        "--preserve-permissions",
+        "--same-owner",
+        "--numeric-owner",
+        "--directory=/",
+        "--file=/b/x.tar.gz",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            {".env": b"COMPOSE_FILE=docker-compose.yml:etherpad.yml\n"},
+            ["docker-compose.yml", "etherpad.yml"],
+        ),
+        (
+            {".env": b"A=1\n", "docker-compose.yml": b"", "docker-compose.override.yml": b""},
+            ["docker-compose.yml", "docker-compose.override.yml"],
+        ),
+        ({".env": b"A=1\n", "etherpad.yml": b""}, []),
+    ],
+)
+def test_restored_compose_names(files: dict[str, bytes], expected: list[str]) -> None:
+    assert restore.RestoredStack("/s", files).compose_names == expected
+
+
+# --- for real on tmp_path --------------------------------------------------------------------
+
+
+class Scene:
+    """CONFIG + stack dir on the "host", an environment for them, a real backup of them."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.root = tmp_path
+        self.host = tmp_path / "host"
+        self.config = self.host / "cfg"
+        self.stack = self.host / "stack"
+        self.backups = self.host / "backups"
+        (self.config / "web" / "keys").mkdir(parents=True)
+        (self.config / "prosody" / "config" / "data").mkdir(parents=True)
+        (self.config / "jibri" / "recordings").mkdir(parents=True)
+        (self.stack / ".jitsi-ops").mkdir(parents=True)
+        self.write(self.config / "web" / "keys" / "cert.key", "key\n", 0o600)
+        self.write(
+            self.config / "prosody" / "config" / "data" / "alice.dat", "alice\n", 0o640, 100, 102
+        )
+        os.chmod(self.config / "prosody" / "config" / "data", 0o750)  # noqa: S103
+        if os.geteuid() == 0:
+            os.chown(self.config / "prosody" / "config" / "data", 100, 102)
+        self.write(self.config / "jibri" / "recordings" / "old.mp4", "rec\n", 0o644)
+        env_text = (
+            f"CONFIG={self.config}\nJITSI_IMAGE_REPO=127.0.0.1:5000/jitsi\n"
+            "JITSI_IMAGE_VERSION=stable-11031\nHTTP_PORT=8000\nHTTPS_PORT=8443\n"
+            f"JVB_AUTH_PASSWORD={SECRET}\n"
+        )
+        self.write(self.stack / ".env", env_text, 0o600)
+        shutil.copy(
+            REPO / "compose" / "legacy" / "docker-compose.yml", self.stack / "docker-compose.yml"
+        )
+        (self.stack / ".jitsi-ops" / "audit.log").write_text("")
+        self.env = Environment(
+            name="prod",
+            root=tmp_path,
+            deploy=DeploySettings(
+                hosts=(Host("h"),),
+                project="handmade",
+                stack_dir=str(self.stack),
+                backup=BackupOptions(dir=str(self.backups), keep=5),
+            ),
+            layers=(),
+            values=MappingProxyType({"CONFIG": str(self.config), "JVB_AUTH_PASSWORD": SECRET}),
+            origins=MappingProxyType({}),
+        )
+        self.runner = FakeDockerHost(label="h")
+        self.manifest = backup.create_backup(
+            self.env,
+            self.runner,
+            new_deploy_id("prod"),
+            release="stable-11031",
+            digests={"web": DIGEST},
+        )
+        self.archive = self.backups / self.manifest.archive_name
+        self.runner.calls.clear()
+
+    @staticmethod
+    def write(path: Path, text: str, mode: int, uid: int = 0, gid: int = 0) -> None:
+        path.write_text(text)
+        os.chmod(path, mode)
+        if os.geteuid() == 0:
+            os.chown(path, uid, gid)
+
+    def listing(
+        self, *, skip_excluded: bool = True
+    ) -> dict[str, tuple[int, int, int, bytes | str]]:
+        out: dict[str, tuple[int, int, int, bytes | str]] = {}
+        for path in sorted(self.host.rglob("*")):
+            if path.is_relative_to(self.backups):
+                continue
+            if skip_excluded and (
+                path.is_relative_to(self.config / "jibri" / "recordings")
+                or path.name in ("audit.log", "lock")
+                or path.is_relative_to(self.stack / ".jitsi-ops" / "lock")
+            ):
+                continue
+            st = path.lstat()
+            content: bytes | str = (
+                os.readlink(path)
+                if path.is_symlink()
+                else path.read_bytes()
+                if path.is_file()
+                else b""
+            )
+            out[str(path)] = (
+                stat.S_IFMT(st.st_mode) | stat.S_IMODE(st.st_mode),
+                st.st_uid,
+                st.st_gid,
+                content,
+            )
+        return out
+
+    def upgrade(self) -> None:
+        """What a rootless upgrade does to the host after the backup."""
+        (self.stack / ".env").write_text("JITSI_IMAGE_VERSION=stable-11146-2\n")
+        (self.stack / "docker-compose.yml").write_text("services: {}\n")
+        (self.stack / "etherpad.yml").write_text("services: {}\n")
+        (self.stack / ".jitsi-ops" / "state.json").write_text("{}\n")
+        for sub in ("storage/prosody/data", "tmp/web-load-test"):
+            (self.config / sub).mkdir(parents=True)
+        (self.config / "storage" / "prosody" / "data" / "alice.dat").write_text("copied\n")
+        os.chmod(self.config / "web" / "keys" / "cert.key", 0o644)
+        if os.geteuid() == 0:
+            os.chown(self.config / "web" / "keys" / "cert.key", 1000, 1000)
+        (self.config / "prosody" / "config" / "data" / "alice.dat").unlink()
+        (self.config / "web" / "stray").symlink_to("/etc")
+        (self.config / "jibri" / "recordings" / "new.mp4").write_text("new recording\n")
+
+    def restore(self, **kw: Any) -> restore.RestoreReport:
+        kw.setdefault("confirm", lambda _summary: True)
+        return restore.restore(self.env, self.runner, self.manifest.deploy_id, **kw)
+
+
+def ok_verifier(env: Environment, *_: Any) -> VerifyReport:
+    assert env.values["JITSI_IMAGE_VERSION"] == "stable-11031", "verified the restored values"
+    return VerifyReport(env.name, env.release, (), 0.1, 10.0, "2026-01-01T00:00:00+00:00")
+
+
+@pytest.fixture
+def scene(tmp_path: Path) -> Scene:
+    return Scene(tmp_path)
+
+
+@as_root
+def test_restore_puts_back_owners_modes_and_content_and_removes_what_came_after(
+    scene: Scene,
+) -> None:
+    before = scene.listing()
+    scene.upgrade()
+    assert scene.listing() != before
+    lines: list[str] = []
+    report = scene.restore(verifier=ok_verifier, say=lines.append)
+    assert report.result == "restored", report.error
+    assert scene.listing() == before, "the restored tree differs from the backed-up one"
+    assert (scene.config / "jibri" / "recordings" / "new.mp4").exists(), "excluded path touched"
+    assert set(report.removed) == {
+        str(scene.config / "storage"),
+        str(scene.config / "tmp"),
+        str(scene.config / "web" / "stray"),
+        str(scene.stack / "etherpad.yml"),
+        str(scene.stack / ".jitsi-ops" / "state.json"),
+    }
+    assert (
+        report.safety_backup_id and (scene.backups / f"{report.safety_backup_id}.tar.gz").exists()
+    )
+    assert not (scene.stack / ".jitsi-ops" / "lock").exists()
+
+    flat = [" ".join(c) for c in scene.runner.calls]
+    order = [
+        next(i for i, c in enumerate(flat) if c.startswith(f"docker pull --quiet {DIGEST}")),
+        next(i for i, c in enumerate(flat) if " down " in f"{c} "),
+        next(
+            i
+            for i, c in enumerate(flat)
+            if c.startswith("tar --extract --gzip --preserve-permissions")
+        ),
+        next(
+            i
+            for i, c in enumerate(flat)
+            if c.startswith(f"docker tag {DIGEST} 127.0.0.1:5000/jitsi/web:stable-11031")
+        ),
+        next(i for i, c in enumerate(flat) if " up -d " in f"{c} "),
+    ]
+    assert order == sorted(order), flat
+    down = next(c for c in scene.runner.calls if "down" in c)
+    assert "-p" in down and "handmade" in down
+    up = next(c for c in scene.runner.calls if "up" in c and c[0] == "docker")
+    assert f"{scene.stack}/docker-compose.yml" in up
+    assert (
+        sum(1 for c in flat if c.startswith("sha256sum") and scene.manifest.archive_name in c) == 2
+    )
+    audit = (scene.stack / ".jitsi-ops" / "audit.log").read_text().splitlines()
+    record = json.loads(audit[-1])
+    assert (record["action"], record["result"], record["backup_id"]) == (
+        "restore",
+        "restored",
+        scene.manifest.deploy_id,
+    )
+    assert SECRET not in "\n".join(lines) + "\n".join(audit) + json.dumps(report.as_dict())
+
+
+def assert_nothing_happened(
+    scene: Scene, before: dict[str, Any], report: restore.RestoreReport
+) -> None:
+    assert report.result == "refused", (report.result, report.error)
+    assert scene.listing(skip_excluded=False) == before
+    docker = [c for c in scene.runner.calls if c[0] == "docker"]
+    assert not [c for c in docker if "down" in c or "up" in c or "tag" in c], docker
+    assert not [c for c in scene.runner.calls if c[0] in ("mkdir", "tar", "xargs", "put")]
+    assert not (scene.stack / ".jitsi-ops" / "lock").exists()
+
+
+def test_truncated_archive_is_refused_before_anything_stops(scene: Scene) -> None:
+    data = scene.archive.read_bytes()
+    scene.archive.write_bytes(data[: len(data) // 2])
+    before = scene.listing(skip_excluded=False)
+    report = scene.restore()
+    assert_nothing_happened(scene, before, report)
+    assert "refusing" in report.error and "size" in report.error
+
+
+def test_corrupted_archive_of_the_same_size_is_refused(scene: Scene) -> None:
+    data = bytearray(scene.archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    scene.archive.write_bytes(bytes(data))
+    before = scene.listing(skip_excluded=False)
+    report = scene.restore()
+    assert_nothing_happened(scene, before, report)
+    assert "sha256" in report.error
+
+
+def test_manifest_of_another_backup_is_refused(scene: Scene) -> None:
+    path = scene.backups / f"{scene.manifest.deploy_id}.json"
+    other = replace(scene.manifest, deploy_id="prod-20200101T000000Z-000000")
+    path.write_text(other.to_json())
+    before = scene.listing(skip_excluded=False)
+    report = scene.restore()
+    assert_nothing_happened(scene, before, report)
+    assert "not prod-" in report.error
+
+
+def test_archive_with_a_member_outside_the_roots_is_refused(scene: Scene) -> None:
+    """A manifest that vouches for an escaping member: the checksums pass, validation refuses."""
+    evil_path = str(scene.root / "outside" / "evil")
+    buffer = io.BytesIO()
+    with (
+        tarfile.open(scene.archive, "r:gz") as source,
+        tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as target,
+    ):
+        for member in source:
+            target.addfile(member, source.extractfile(member) if member.isreg() else None)
+        evil = tarfile.TarInfo(evil_path.lstrip("/"))
+        evil.size, evil.mode = 5, 0o644
+        target.addfile(evil, io.BytesIO(b"evil\n"))
+    data = gzip.compress(buffer.getvalue())
+    scene.archive.write_bytes(data)
+    manifest = replace(
+        scene.manifest,
+        archive_size=len(data),
+        archive_sha256=hashlib.sha256(data).hexdigest(),
+        files=(
+            *scene.manifest.files,
+            FileEntry(evil_path, "file", 0o644, 0, 0, 5, hashlib.sha256(b"evil\n").hexdigest()),
+        ),
+    )
+    (scene.backups / f"{scene.manifest.deploy_id}.json").write_text(manifest.to_json())
+    before = scene.listing(skip_excluded=False)
+    report = scene.restore()
+    assert_nothing_happened(scene, before, report)
+    assert "outside the backup's roots" in report.error
+    assert not (scene.root / "outside").exists()
+
+
+def test_cancelled_restore_changes_nothing(scene: Scene) -> None:
+    before = scene.listing(skip_excluded=False)
+    seen: list[str] = []
+    report = scene.restore(confirm=lambda summary: bool(seen.extend(summary)))
+    assert report.result == "cancelled" and scene.listing(skip_excluded=False) == before
+    text = "\n".join(seen)
+    assert "stop project handmade" in text and "start docker-compose.yml" in text
+    assert SECRET not in text
+
+
+def test_unknown_backup_id(scene: Scene) -> None:
+    report = restore.restore(
+        scene.env, scene.runner, "prod-20200101T000000Z-000000", confirm=lambda _s: True
+    )
+    assert report.result == "failed" and "no backup" in report.error
+    report = restore.restore(scene.env, scene.runner, "../../etc/passwd", confirm=lambda _s: True)
+    assert report.result == "failed" and "invalid backup id" in report.error
+
+
+# --- the task ---------------------------------------------------------------------------------
+
+
+def run_task(root: Path, *argv: str) -> int:
+    namespace = Collection.from_module(restore_tasks)
+    namespace.configure({"jitsi_ops": {"root": str(root)}})
+    try:
+        Program(namespace=namespace).run(["invoke", *argv])
+    except SystemExit as exited:
+        return int(exited.code or 0)
+    return 0
+
+
+def test_restore_task_asks_first_and_refuses_without_a_terminal(
+    scene: Scene,
+    scratch_repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env_dir = scratch_repo / "env" / "prod"
+    env_dir.mkdir()
+    (env_dir / "deploy.toml").write_text(
+        f'project = "handmade"\nstack_dir = "{scene.stack}"\n\n[[hosts]]\naddress = "h"\n\n'
+        f'[backup]\ndir = "{scene.backups}"\n'
+    )
+    (env_dir / "jitsi.env").write_text(f"CONFIG={scene.config}\n")
+    monkeypatch.setattr(restore_tasks, "connect", lambda *_a: scene.runner)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    before = scene.listing(skip_excluded=False)
+    assert (
+        run_task(scratch_repo, "restore", "--env", "prod", "--backup", scene.manifest.deploy_id)
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "refusing to restore without confirmation: pass --yes" in out
+    assert "CANCELLED" in out
+    assert scene.listing(skip_excluded=False) == before
