@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from jitsi_ops import backup as backups_mod
 from jitsi_ops import restore as restoring
 from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load
 from jitsi_ops.deploy import default_verifier
@@ -66,17 +67,54 @@ def restore(
     """Restore a backup: verify it, stop the stack, put CONFIG and the stack dir back, start it."""
     if not backup:
         raise ConfigError("--backup is required", hint=f"`invoke backups --env {env}` lists them")
+    _restore(
+        c,
+        env,
+        backup,
+        yes=yes,
+        safety=not no_safety_backup,
+        verify=not no_verify,
+        timeout=timeout,
+        json=json,
+    )
+
+
+def _restore(
+    c: Context,
+    env: str,
+    backup: str,
+    *,
+    yes: bool,
+    safety: bool,
+    verify: bool,
+    timeout: float,
+    json: bool,
+) -> None:
+    """Shared by restore and rollback: run the restore, print or emit its report."""
     loaded = load(c, env)
     runner = connect(loaded, loaded.deploy.main_host)
-    say = (lambda _line: None) if json else (lambda line: print(f"  ... {line}", flush=True))
+    say: Callable[[str], None] = (
+        (lambda _line: None) if json else (lambda line: print(f"  ... {line}", flush=True))
+    )
     try:
+        if not backup:
+            usable = [b for b in backups_mod.list_backups(loaded, runner) if not b.problem]
+            if not usable:
+                raise ConfigError(
+                    f"no backup of {loaded.name} to roll back to",
+                    hint="a deploy takes one before it changes anything; see `invoke backups`",
+                )
+            backup = usable[0].id
+            say(
+                f"rolling back to {backup} ({usable[0].release or 'release unknown'}), the state before the last deploy"
+            )
         report = restoring.restore(
             loaded,
             runner,
             backup,
             confirm=_confirmation(yes=yes, quiet=json),
-            safety_backup=not no_safety_backup,
-            verifier=None if no_verify else default_verifier,
+            safety_backup=safety,
+            verifier=default_verifier if verify else None,
             timeout=timeout,
             say=say,
         )
@@ -96,3 +134,25 @@ def restore(
             print(f"{report.result.upper()}: {report.error}")
     if not report.ok:
         raise Exit(code=1)
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "to": "backup / deploy id to go back to (default: the newest backup, i.e. the state before the last deploy)",
+        "yes": "do not ask for confirmation",
+        "timeout": "seconds the verification may take (default: verify.timeout)",
+        "json": "print one JSON report instead of text",
+    }
+)
+@boundary
+def rollback(
+    c: Context,
+    env: str = "",
+    to: str = "",
+    yes: bool = False,
+    timeout: float = 0.0,
+    json: bool = False,
+) -> None:
+    """Go back to the state before the last deploy (or --to an older one), verified."""
+    _restore(c, env, to, yes=yes, safety=True, verify=True, timeout=timeout, json=json)

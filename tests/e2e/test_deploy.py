@@ -317,3 +317,19 @@ def test_changed_host_key_refuses_deploy_before_any_command(
     assert result.returncode == 1
     assert "HOST KEY CHANGED" in result.stdout + result.stderr, result.stdout + result.stderr
     assert audit_lines() == audit_before, "something ran on the host"
+
+
+def test_manual_rollback_returns_to_the_state_before_the_last_deploy(
+    deployed_old: Environment,
+) -> None:
+    before = {s: img for s, (_, img, _) in containers().items()}
+    upgraded = deploy()
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    assert containers()["web"][1].endswith(f":{NEW}")
+
+    result = run_invoke("rollback", "--env", "sandbox", "--yes")
+    assert_no_secrets(result.stdout, result.stderr)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"({OLD}) (verified)" in result.stdout, result.stdout
+    assert {s: img for s, (_, img, _) in containers().items()} == before
+    assert host_env()["JITSI_IMAGE_VERSION"] == OLD
