@@ -15,11 +15,10 @@ from invoke.tasks import task
 
 from jitsi_ops import backup as backups_mod
 from jitsi_ops import hoststate
-from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load
+from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load, main_host
 from jitsi_ops.errors import OpsError, RemoteCommandError
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment, local_user
-from jitsi_ops.ssh import connect
 
 
 def _progress(message: str) -> None:
@@ -99,15 +98,12 @@ def _take(
 def backup(c: Context, env: str = "", include_recordings: bool = False) -> None:
     """Take a verified backup of CONFIG and the stack dir on the main host now (then prune)."""
     loaded = load(c, env)
-    runner = connect(loaded, loaded.deploy.main_host)
-    deploy_id = hoststate.new_deploy_id(loaded.name)
-    started = time.monotonic()
-    try:
+    with main_host(loaded) as runner:
+        deploy_id = hoststate.new_deploy_id(loaded.name)
+        started = time.monotonic()
         manifest, removed, archive = _take(
             loaded, runner, deploy_id, include_recordings=include_recordings
         )
-    finally:
-        runner.close()
     print(
         f"{runner.host}: backup {deploy_id} ({manifest.release or 'release unknown'}, "
         f"{backups_mod.human_size(manifest.archive_size)}, {len(manifest.files)} entries, "
@@ -128,12 +124,9 @@ def backup(c: Context, env: str = "", include_recordings: bool = False) -> None:
 def backups(c: Context, env: str = "", json: bool = False) -> None:
     """List the environment's backups on its main host, newest first."""
     loaded = load(c, env)
-    runner = connect(loaded, loaded.deploy.main_host)
-    try:
+    with main_host(loaded) as runner:
         directory = backups_mod.backup_dir_of(loaded, runner)
         found = backups_mod.list_backups(loaded, runner)
-    finally:
-        runner.close()
     if json:
         emit_json(
             {

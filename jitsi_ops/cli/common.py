@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from invoke.exceptions import Exit
 
 from jitsi_ops.errors import OpsError
 from jitsi_ops.settings import Environment, load_environment
+from jitsi_ops.ssh import SshRunner, connect
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,6 +31,16 @@ def repo_root(c: Context) -> Path:
 def load(c: Context, env: str) -> Environment:
     """Load the named environment of this repository."""
     return load_environment(env, repo_root(c))
+
+
+@contextlib.contextmanager
+def main_host(env: Environment) -> Iterator[SshRunner]:
+    """One SSH connection to the environment's main host for the whole task, always closed."""
+    runner = connect(env, env.deploy.main_host)
+    try:
+        yield runner
+    finally:
+        runner.close()
 
 
 def boundary(func: F) -> F:

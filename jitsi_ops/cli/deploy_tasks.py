@@ -11,11 +11,10 @@ from invoke.tasks import task
 
 from jitsi_ops import commands, hoststate, stack
 from jitsi_ops import deploy as pipeline
-from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load
+from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load, main_host
 from jitsi_ops.deploy import DeployReport, PhaseResult
 from jitsi_ops.errors import OpsError
 from jitsi_ops.facts import gather, project_containers
-from jitsi_ops.ssh import connect
 
 RESULT_LINES = {
     "deployed": "deployed {to} (verified)",
@@ -64,11 +63,10 @@ def deploy(
 ) -> None:
     """Upgrade safely: lock, preflight, plan, backup, pull, apply, verify, roll back on failure."""
     loaded = load(c, env)
-    runner = connect(loaded, loaded.deploy.main_host)
-    human = not json
-    if human:
-        print(f"deploy {loaded.name} -> {loaded.release} on {runner.host}", flush=True)
-    try:
+    with main_host(loaded) as runner:
+        human = not json
+        if human:
+            print(f"deploy {loaded.name} -> {loaded.release} on {runner.host}", flush=True)
         report = pipeline.deploy(
             loaded,
             runner,
@@ -78,8 +76,6 @@ def deploy(
             on_phase=_print_phase if human else None,
             progress=_print_progress if human else None,
         )
-    finally:
-        runner.close()
     if json:
         emit_json(report.as_dict())
     else:
@@ -95,11 +91,8 @@ def deploy(
 def plan(c: Context, env: str = "", json: bool = False) -> None:
     """Show what a deploy would change (masked .env diff, files, images, recreations)."""
     loaded = load(c, env)
-    runner = connect(loaded, loaded.deploy.main_host)
-    try:
+    with main_host(loaded) as runner:
         report = pipeline.deploy(loaded, runner, dry_run=True)
-    finally:
-        runner.close()
     if report.plan is None:
         raise OpsError(report.error or "could not compute a plan", hint="see the error above")
     if json:
@@ -113,8 +106,7 @@ def plan(c: Context, env: str = "", json: bool = False) -> None:
 def status(c: Context, env: str = "", json: bool = False) -> None:
     """Deployed release, per-service state, last deploy and lock of an environment."""
     loaded = load(c, env)
-    runner = connect(loaded, loaded.deploy.main_host)
-    try:
+    with main_host(loaded) as runner:
         stack_dir = loaded.deploy.stack_dir
         try:
             state = hoststate.read_state(runner, stack_dir)
@@ -125,8 +117,6 @@ def status(c: Context, env: str = "", json: bool = False) -> None:
         containers = gather(runner, project_containers(loaded.deploy.project))
         lock = hoststate.read_lock(runner, stack_dir)
         audit = hoststate.read_audit(runner, stack_dir, last=1)
-    finally:
-        runner.close()
     data: dict[str, Any] = {
         "env": loaded.name,
         "host": runner.host,
@@ -174,13 +164,10 @@ def logs(c: Context, env: str = "", service: str = "", since: str = "", tail: in
     from jitsi_ops.secrets import scrub  # noqa: PLC0415
 
     loaded = load(c, env)
-    runner = connect(loaded, loaded.deploy.main_host)
-    try:
+    with main_host(loaded) as runner:
         result = runner.run(
             commands.compose_logs(stack.target_for(loaded), service, since, tail), timeout=120
         )
-    finally:
-        runner.close()
     sys.stdout.write(scrub(result.stdout + result.stderr, rendered_values(loaded)))
 
 
@@ -189,11 +176,8 @@ def logs(c: Context, env: str = "", service: str = "", since: str = "", tail: in
 def lock(c: Context, env: str = "") -> None:
     """Show who holds the deploy lock of an environment, if anyone."""
     loaded = load(c, env)
-    runner = connect(loaded, loaded.deploy.main_host)
-    try:
+    with main_host(loaded) as runner:
         holder = hoststate.read_lock(runner, loaded.deploy.stack_dir)
-    finally:
-        runner.close()
     print(f"locked: {holder.describe()}" if holder else f"{loaded.name}: not locked")
 
 
@@ -202,8 +186,7 @@ def lock(c: Context, env: str = "") -> None:
 def unlock(c: Context, env: str = "", yes: bool = False) -> None:
     """Break the deploy lock (after checking that its holder is really gone)."""
     loaded = load(c, env)
-    runner = connect(loaded, loaded.deploy.main_host)
-    try:
+    with main_host(loaded) as runner:
         holder = hoststate.read_lock(runner, loaded.deploy.stack_dir)
         if holder is None:
             print(f"{loaded.name}: not locked")
@@ -217,5 +200,3 @@ def unlock(c: Context, env: str = "", yes: bool = False) -> None:
                 raise Exit("lock kept", code=1)
         hoststate.break_lock(runner, loaded.deploy.stack_dir)
         print("lock broken")
-    finally:
-        runner.close()

@@ -11,10 +11,9 @@ from invoke.tasks import task
 
 from jitsi_ops import backup as backups_mod
 from jitsi_ops import restore as restoring
-from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load
+from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load, main_host
 from jitsi_ops.deploy import default_verifier
 from jitsi_ops.errors import ConfigError
-from jitsi_ops.ssh import connect
 
 
 def _ask(summary: Sequence[str]) -> bool:
@@ -92,11 +91,10 @@ def _restore(
 ) -> None:
     """Shared by restore and rollback: run the restore, print or emit its report."""
     loaded = load(c, env)
-    runner = connect(loaded, loaded.deploy.main_host)
-    say: Callable[[str], None] = (
-        (lambda _line: None) if json else (lambda line: print(f"  ... {line}", flush=True))
-    )
-    try:
+    with main_host(loaded) as runner:
+        say: Callable[[str], None] = (
+            (lambda _line: None) if json else (lambda line: print(f"  ... {line}", flush=True))
+        )
         if not backup:
             usable = [b for b in backups_mod.list_backups(loaded, runner) if not b.problem]
             if not usable:
@@ -118,8 +116,6 @@ def _restore(
             timeout=timeout,
             say=say,
         )
-    finally:
-        runner.close()
     if json:
         emit_json(report.as_dict())
     else:

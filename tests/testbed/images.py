@@ -29,7 +29,6 @@ import importlib.util
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from tests.testbed import system
 from tests.testbed.system import TestbedError
 
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
@@ -164,24 +164,7 @@ def _run(
     stdin: int | None = None,
 ) -> str:
     """Run a command, returning stdout; raise TestbedError with the output tail on failure."""
-    try:
-        done = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=dict(env) if env is not None else None,
-            stdin=stdin,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise TestbedError(f"{argv[0]} not found") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise TestbedError(f"`{shlex.join(argv)}` timed out after {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-6:]) or "no output"
-        raise TestbedError(f"`{shlex.join(argv)}` failed (exit {done.returncode}): {tail}")
-    return done.stdout
+    return system.run(argv, timeout=timeout, env=env, stdin=stdin).stdout
 
 
 def _docker_env() -> dict[str, str]:

@@ -59,8 +59,12 @@ def run(
     timeout: float = 120,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    stdin: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion, capturing text output; raise TestbedError when it fails."""
+    """Run a command to completion, capturing text output; raise TestbedError when it fails.
+
+    `stdin` is a file descriptor to read from (e.g. a pipe from another process).
+    """
     try:
         done = subprocess.run(
             list(argv),
@@ -69,6 +73,7 @@ def run(
             timeout=timeout,
             env=dict(env) if env is not None else None,
             cwd=cwd,
+            stdin=stdin,
             check=False,
         )
     except FileNotFoundError as exc:

@@ -24,6 +24,7 @@ from invoke.program import Program
 from jitsi_ops import backup
 from jitsi_ops.archive import extract_archive, verify_manifest_checksums
 from jitsi_ops.cli import backup_tasks
+from jitsi_ops.cli import common as cli_common
 from jitsi_ops.errors import ConfigError, OpsError, PreflightError
 from jitsi_ops.hoststate import new_deploy_id
 from jitsi_ops.runner import LocalRunner, RecordingRunner, Result
@@ -743,7 +744,7 @@ def test_backup_and_backups_tasks(
         f"PUBLIC_URL=https://meet.example.com\nCONFIG={tmp_path}/host/config\n"
         "JITSI_IMAGE_VERSION=stable-11146-2\n"
     )
-    monkeypatch.setattr(backup_tasks, "connect", lambda _env, _host: LocalRunner("meet-host"))
+    monkeypatch.setattr(cli_common, "connect", lambda _env, _host: LocalRunner("meet-host"))
     monkeypatch.setattr(
         backup, "running_digests", lambda _env, _runner: {"web": "r/web@sha256:" + "2" * 64}
     )

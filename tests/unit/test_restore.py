@@ -23,6 +23,7 @@ from invoke.program import Program
 
 from jitsi_ops import backup, restore
 from jitsi_ops.backup import FileEntry, HostEntry, Manifest, Omitted, Root
+from jitsi_ops.cli import common as cli_common
 from jitsi_ops.cli import restore_tasks
 from jitsi_ops.hoststate import new_deploy_id
 from jitsi_ops.settings import BackupOptions, DeploySettings, Environment, Host
@@ -434,7 +435,7 @@ def test_restore_task_asks_first_and_refuses_without_a_terminal(
         f'[backup]\ndir = "{scene.backups}"\n'
     )
     (env_dir / "jitsi.env").write_text(f"CONFIG={scene.config}\n")
-    monkeypatch.setattr(restore_tasks, "connect", lambda *_a: scene.runner)
+    monkeypatch.setattr(cli_common, "connect", lambda *_a: scene.runner)
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     before = scene.listing(skip_excluded=False)
     assert (
