@@ -13,8 +13,6 @@ from typing import Any
 
 import pytest
 from dotenv import dotenv_values
-from invoke.collection import Collection
-from invoke.program import Program
 
 from jitsi_ops import adopt as adoption
 from jitsi_ops import facts
@@ -22,6 +20,7 @@ from jitsi_ops.cli import adopt_tasks
 from jitsi_ops.errors import ConfigError, OpsError
 from jitsi_ops.settings import load_environment, parse_deploy_toml
 from tests.unit.fakehost import FakeDockerHost, compose_ps_lines, label_lines
+from tests.unit.taskrun import run_task
 
 REPO = Path(__file__).resolve().parents[2]
 SECRETS = {
@@ -437,16 +436,6 @@ def test_deploy_toml_and_env_texts_round_trip(install: Install) -> None:
 # --- the task ---------------------------------------------------------------------------------
 
 
-def run_task(root: Path, *argv: str) -> int:
-    namespace = Collection.from_module(adopt_tasks)
-    namespace.configure({"jitsi_ops": {"root": str(root)}})
-    try:
-        Program(namespace=namespace).run(["invoke", *argv])
-    except SystemExit as exited:
-        return int(exited.code or 0)
-    return 0
-
-
 def test_adopt_task_json(
     install: Install,
     scratch_repo: Path,
@@ -456,6 +445,7 @@ def test_adopt_task_json(
     runner = install.runner()
     monkeypatch.setattr(adopt_tasks, "SshRunner", lambda *_a, **_k: runner)
     code = run_task(
+        adopt_tasks,
         scratch_repo,
         "adopt",
         "--env",
@@ -481,7 +471,9 @@ def test_adopt_task_json(
 def test_adopt_task_needs_a_host_for_a_new_environment(
     scratch_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run_task(scratch_repo, "adopt", "--env", "seed", "--from", "/opt/jitsi") == 1
+    assert (
+        run_task(adopt_tasks, scratch_repo, "adopt", "--env", "seed", "--from", "/opt/jitsi") == 1
+    )
     assert "pass --host ADDRESS" in capsys.readouterr().err
 
 

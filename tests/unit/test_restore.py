@@ -18,8 +18,6 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from invoke.collection import Collection
-from invoke.program import Program
 
 from jitsi_ops import backup, restore
 from jitsi_ops.backup import FileEntry, HostEntry, Manifest, Omitted, Root
@@ -29,6 +27,7 @@ from jitsi_ops.hoststate import new_deploy_id
 from jitsi_ops.settings import BackupOptions, DeploySettings, Environment, Host
 from jitsi_ops.verify.model import VerifyReport
 from tests.unit.fakehost import FakeDockerHost
+from tests.unit.taskrun import run_task
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "restore-secret-never-printed"
@@ -412,16 +411,6 @@ def test_unknown_backup_id(scene: Scene) -> None:
 # --- the task ---------------------------------------------------------------------------------
 
 
-def run_task(root: Path, *argv: str) -> int:
-    namespace = Collection.from_module(restore_tasks)
-    namespace.configure({"jitsi_ops": {"root": str(root)}})
-    try:
-        Program(namespace=namespace).run(["invoke", *argv])
-    except SystemExit as exited:
-        return int(exited.code or 0)
-    return 0
-
-
 def test_restore_task_asks_first_and_refuses_without_a_terminal(
     scene: Scene,
     scratch_repo: Path,
@@ -439,7 +428,15 @@ def test_restore_task_asks_first_and_refuses_without_a_terminal(
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     before = scene.listing(skip_excluded=False)
     assert (
-        run_task(scratch_repo, "restore", "--env", "prod", "--backup", scene.manifest.deploy_id)
+        run_task(
+            restore_tasks,
+            scratch_repo,
+            "restore",
+            "--env",
+            "prod",
+            "--backup",
+            scene.manifest.deploy_id,
+        )
         == 1
     )
     out = capsys.readouterr().out
