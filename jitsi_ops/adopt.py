@@ -604,10 +604,15 @@ def adopt(
     project: str | None = None,
     environ: Mapping[str, str] | None = None,
     say: Say | None = None,
+    progress: Say | None = None,
 ) -> AdoptReport:
     """Discover, write env/NAME, back up, plan. On any failure the files written here are
-    removed again (the host had nothing but the backup dir written to)."""
+    removed again (the host had nothing but the backup dir written to).
+
+    `say` gets the discovery summary; `progress` (default: `say`) the steps of the backup, which
+    a terminal shows on a transient live line."""
     emit: Say = say or (lambda _line: None)
+    step: Say = progress or emit
     validate_env_name(name)
     env_dir = root / "env" / name
     toml = env_dir / "deploy.toml"
@@ -647,14 +652,14 @@ def adopt(
         env = load_environment(name, root, environ)
         report.drift = value_drift(env, discovery)
         deploy_id = hoststate.new_deploy_id(name)
-        emit(f"backup: archiving {discovery.config_dir} and {discovery.remote_dir}")
+        step(f"backup: archiving {discovery.config_dir} and {discovery.remote_dir}")
         report.backup = backup.create_backup(
             env,
             runner,
             deploy_id,
             release=discovery.release,
             digests=discovery.digests,
-            progress=lambda message: emit(f"backup: {message}"),
+            progress=lambda message: step(f"backup: {message}"),
         )
     except BaseException:
         for path in reversed(created):

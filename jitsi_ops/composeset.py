@@ -13,6 +13,10 @@ from jitsi_ops.errors import ConfigError
 from jitsi_ops.versions import Layout
 
 CORE_FILE = "docker-compose.yml"
+# The whole compose set of a role 'jvb' host, and the main host's overlay that lets such
+# hosts reach prosody.
+BRIDGE_FILE = "jvb.yml"
+REMOTE_BRIDGES_OVERLAY = "remote-jvb.yml"
 # Optional components, each an overlay file of the same name.
 COMPONENTS: tuple[str, ...] = ("etherpad", "whiteboard", "jibri", "jigasi")
 # Overlays switched on by the environment's own values (upstream's convention).
@@ -42,6 +46,14 @@ def compose_files(components: list[str]) -> list[str]:
     return [CORE_FILE, *(f"{name}.yml" for name in components)]
 
 
+def host_compose_files(role: str, components: list[str], remote_bridges: bool) -> list[str]:
+    """The -f files of one host: the bridge file alone on a role 'jvb' host; on the main host
+    the core stack, its overlays and, when other hosts run bridges, the XMPP publishing one."""
+    if role == "jvb":
+        return [BRIDGE_FILE]
+    return [*compose_files(components), *([REMOTE_BRIDGES_OVERLAY] if remote_bridges else [])]
+
+
 def set_files(root: Path, layout: Layout) -> list[Path]:
     """Every file of a compose set (core and all overlays)."""
     directory = compose_dir(root, layout)
@@ -50,7 +62,8 @@ def set_files(root: Path, layout: Layout) -> list[Path]:
             f"compose set missing: {directory / CORE_FILE}",
             hint="run jitsi-ops from the root of its repository (the folder with env/ and compose/)",
         )
-    return [directory / name for name in compose_files(list(COMPONENTS))]
+    names = [*compose_files(list(COMPONENTS)), REMOTE_BRIDGES_OVERLAY, BRIDGE_FILE]
+    return [directory / name for name in names]
 
 
 def variables_in(text: str) -> set[str]:

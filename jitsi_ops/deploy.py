@@ -29,7 +29,7 @@ from jitsi_ops.envfile import parse_env
 from jitsi_ops.environments import rendered_values
 from jitsi_ops.errors import OpsError, PreflightError
 from jitsi_ops.runner import Runner
-from jitsi_ops.settings import Environment, local_user
+from jitsi_ops.settings import Environment, Host, local_user
 from jitsi_ops.verify.model import VerifyReport
 from jitsi_ops.verify.suite import verify as run_verify
 
@@ -114,6 +114,8 @@ class DeployReport:
     to_release: str | None
     dry_run: bool = False
     plan: planning.Plan | None = None
+    # The plans of the role 'jvb' hosts, by host label (the main host's is `plan`).
+    bridge_plans: dict[str, planning.Plan] = field(default_factory=dict)
     phases: list[PhaseResult] = field(default_factory=list)
     verification: VerifyReport | None = None
     rollback: RollbackResult | None = None
@@ -138,6 +140,7 @@ class DeployReport:
             "error": self.error,
             "backup_id": self.backup_id,
             "plan": self.plan.as_dict() if self.plan else None,
+            "bridge_plans": {label: p.as_dict() for label, p in self.bridge_plans.items()},
             "phases": [p.as_dict() for p in self.phases],
             "verification": verification_dict(self.verification),
             "rollback": self.rollback.as_dict() if self.rollback else None,
@@ -210,7 +213,8 @@ class Snapshot:
 
 
 def preflight(env: Environment, runner: Runner, values: Mapping[str, str]) -> str:
-    """Read-only checks; PreflightError on the first problem. Returns a one-line summary."""
+    """Read-only checks of the main host; PreflightError on the first problem. Returns a
+    one-line summary."""
     findings = lint.run_checks(lint.context_for(env))
     errors = [f for f in findings if f.severity == "error"]
     if errors:
@@ -224,6 +228,29 @@ def preflight(env: Environment, runner: Runner, values: Mapping[str, str]) -> st
         raise PreflightError(
             f"secrets missing: {', '.join(missing)}", hint=f"run `invoke secrets --env {env.name}`"
         )
+    engines = _engine_versions(runner)
+    config = stack.resolve_config_dir(env, runner)
+    readable = runner.run(["test", "-r", config], check=False)
+    if runner.run(["test", "-e", config], check=False).ok and not readable.ok:
+        raise PreflightError(f"CONFIG {config} is not readable", hint="check its owner and mode")
+    wanted = [(values.get(k, ""), "tcp", k) for k in ("HTTP_PORT", "HTTPS_PORT")]
+    wanted.append((values.get("JVB_PORT", "10000"), "udp", "JVB_PORT"))
+    _check_ports(env, runner, wanted)
+    return engines + _disk_summary(env, runner)
+
+
+def preflight_bridge(view: Environment, runner: Runner, label: str) -> str:
+    """Read-only checks of a role 'jvb' host (its view of the environment)."""
+    values = rendered_values(view)
+    try:
+        engines = _engine_versions(runner)
+        _check_ports(view, runner, [(values.get("JVB_PORT", "10000"), "udp", "JVB_PORT")])
+        return f"{label}: {engines}{_disk_summary(view, runner)}"
+    except PreflightError as exc:
+        raise PreflightError(f"{label}: {exc.message}", hint=exc.hint) from None
+
+
+def _engine_versions(runner: Runner) -> str:
     docker = facts.gather(runner, facts.docker_server_version())
     compose = facts.gather(runner, facts.compose_version())
     if facts.version_tuple(docker)[:2] < MIN_DOCKER:
@@ -236,20 +263,17 @@ def preflight(env: Environment, runner: Runner, values: Mapping[str, str]) -> st
             f"Docker Compose {compose} is older than {'.'.join(map(str, MIN_COMPOSE))}",
             hint="install the Compose v2 plugin (docker-compose-plugin)",
         )
-    config = stack.resolve_config_dir(env, runner)
-    readable = runner.run(["test", "-r", config], check=False)
-    if runner.run(["test", "-e", config], check=False).ok and not readable.ok:
-        raise PreflightError(f"CONFIG {config} is not readable", hint="check its owner and mode")
-    _check_ports(env, runner, values)
+    return f"docker {docker}, compose {compose}"
+
+
+def _disk_summary(env: Environment, runner: Runner) -> str:
     free = _free_space(runner, env.deploy.backup.dir)
     if free is not None and free < env.deploy.verify.min_free_disk_mb:
         raise PreflightError(
             f"only {free} MiB free for backups and images near {env.deploy.backup.dir}",
             hint=f"free disk space (floor: verify.min_free_disk_mb = {env.deploy.verify.min_free_disk_mb})",
         )
-    return f"docker {docker}, compose {compose}" + (
-        f", {free} MiB free" if free is not None else ""
-    )
+    return f", {free} MiB free" if free is not None else ""
 
 
 def _free_space(runner: Runner, path: str) -> int | None:
@@ -260,10 +284,8 @@ def _free_space(runner: Runner, path: str) -> int | None:
     return int(usage.available_kb // 1024)
 
 
-def _check_ports(env: Environment, runner: Runner, values: Mapping[str, str]) -> None:
-    """Public ports must be free or already published by this project's containers."""
-    wanted = [(values.get(k, ""), "tcp", k) for k in ("HTTP_PORT", "HTTPS_PORT")]
-    wanted.append((values.get("JVB_PORT", "10000"), "udp", "JVB_PORT"))
+def _check_ports(env: Environment, runner: Runner, wanted: list[tuple[str, str, str]]) -> None:
+    """Public ports (port, protocol, key) must be free or already published by this project."""
     result = runner.run(list(facts.listeners().argv), check=False)
     if not result.ok:
         return  # no `ss` on the host: compose will report a conflict itself
@@ -395,8 +417,12 @@ def deploy(
     on_phase: PhaseCallback | None = None,
     progress: Callable[[str], None] | None = None,
     verifier: Verifier = default_verifier,
+    bridges: Mapping[Host, Runner] | None = None,
 ) -> DeployReport:
-    """Run the pipeline on the main host; never raises for a failed phase (see report.result)."""
+    """Run the pipeline on the main host and the role 'jvb' hosts in `bridges` (every bridge
+    host of the environment must be there); never raises for a failed phase (see report.result).
+
+    The main host's lock guards the whole environment: every deploy goes through it."""
     deploy_id = hoststate.new_deploy_id(env.name)
     values = rendered_values(env)
     report = DeployReport(env.name, deploy_id, None, env.release, dry_run=dry_run)
@@ -405,6 +431,7 @@ def deploy(
     gate_timeout = timeout if timeout and timeout > 0 else env.deploy.verify.timeout
     lock_info = hoststate.LockInfo.for_this_process(deploy_id, message or f"deploy {env.release}")
     run = _Run(env, runner, values, report, timeline, gate_timeout, progress, verifier)
+    run.bridges = _bridge_runs(env, bridges or {})
     try:
         if dry_run:
             # A dry run only reads: it takes no lock (that would write), it reports one.
@@ -435,6 +462,32 @@ def deploy(
 
 
 @dataclass
+class _BridgeRun:
+    """One role 'jvb' host in a run: its view of the environment, plan and previous state."""
+
+    host: Host
+    runner: Runner
+    env: Environment
+    plan: planning.Plan | None = None
+    previous: Snapshot | None = None
+
+    @property
+    def changes(self) -> bool:
+        """Whether this host has anything to do."""
+        return self.plan is not None and not self.plan.nothing_to_do
+
+
+def _bridge_runs(env: Environment, runners: Mapping[Host, Runner]) -> list[_BridgeRun]:
+    missing = [h.label for h in env.deploy.bridge_hosts if h not in runners]
+    if missing:
+        raise OpsError(
+            f"no connection to bridge host(s) {', '.join(missing)}",
+            hint="pass a runner for every role 'jvb' host of deploy.toml",
+        )
+    return [_BridgeRun(h, runners[h], env.for_host(h)) for h in env.deploy.bridge_hosts]
+
+
+@dataclass
 class _Run:
     """One deploy run's context, so the phases share it without long argument lists."""
 
@@ -448,6 +501,36 @@ class _Run:
     verifier: Verifier
     step: migrations.ReleaseStep | None = None
     edits: list[migrations.FileEdit] = field(default_factory=list)
+    bridges: list[_BridgeRun] = field(default_factory=list)
+
+    def all_runners(self) -> dict[Host, Runner]:
+        """Every host's runner, for the verify gate."""
+        runners: dict[Host, Runner] = {self.env.deploy.main_host: self.runner}
+        runners.update({b.host: b.runner for b in self.bridges})
+        return runners
+
+    def plan_bridges(self) -> str:
+        """Plan every bridge host from the (possibly migrated) environment; a detail suffix."""
+        details = []
+        for bridge in self.bridges:
+            bridge.env = self.env.for_host(bridge.host)
+            files = stack.stack_files(bridge.env)
+            values = rendered_values(bridge.env)
+            current = facts.gather_host_facts(
+                bridge.runner,
+                project=bridge.env.deploy.project,
+                stack_dir=bridge.env.deploy.stack_dir,
+                target_refs=planning.target_images(values, files).values(),
+            )
+            bridge.plan = planning.plan(values, files, current)
+            bridge.previous = snapshot(bridge.runner, bridge.env, current)
+            self.report.bridge_plans[bridge.host.label] = bridge.plan
+            recreate = ", ".join(bridge.plan.services_to_recreate) or "none"
+            details.append(
+                f"{bridge.host.label}: "
+                + ("nothing to do" if bridge.plan.nothing_to_do else f"recreate: {recreate}")
+            )
+        return "".join(f"; {d}" for d in details)
 
     def release_step(self) -> list[str]:
         """Find the deployed release and the migrations to the pinned one; from here on the
@@ -466,6 +549,65 @@ class _Run:
         warning = migrations.downgrade_warning(from_release, env.release)
         return [*lines, *([warning] if warning else [])]
 
+    def plan_main(self, phase: PhaseResult) -> Snapshot:
+        """The main host's plan (after the release step) into the report; its snapshot."""
+        migration_lines = self.release_step()
+        env, values, report = self.env, self.values, self.report
+        target_files = stack.stack_files(env)
+        current = facts.gather_host_facts(
+            self.runner,
+            project=env.deploy.project,
+            stack_dir=env.deploy.stack_dir,
+            target_refs=planning.target_images(values, target_files).values(),
+        )
+        report.plan = planning.plan(values, target_files, current)
+        if migration_lines:
+            report.plan = report.plan.with_migrations(migration_lines)
+        previous = snapshot(self.runner, env, current)
+        report.from_release = previous.release
+        phase.detail = (
+            "nothing to do"
+            if report.plan.nothing_to_do
+            else f"recreate: {', '.join(report.plan.services_to_recreate) or 'none'}"
+        )
+        if self.step is not None and not self.step.empty:
+            phase.detail += f"; {len(self.step.migrations)} migration(s)"
+        return previous
+
+    def backup_hosts(self, previous: Snapshot, changed_bridges: list[_BridgeRun]) -> str:
+        """A verified backup on the main host and on every bridge host that changes."""
+        env, runner, report = self.env, self.runner, self.report
+        manifest = backup.create_backup(
+            env,
+            runner,
+            report.deploy_id,
+            release=previous.release,
+            digests=backup.running_digests(env, runner),
+            progress=self.progress,
+        )
+        report.backup_id = report.deploy_id
+        pruned = backup.prune(env, runner, env.deploy.backup.keep, protect=[report.deploy_id])
+        detail = f"{manifest.deploy_id}" + (f", pruned {len(pruned)}" if pruned else "")
+        for bridge in changed_bridges:
+            if not any(root.present for root in backup.resolve_roots(bridge.env, bridge.runner)):
+                # Unlike the main host (whose stack dir the lock creates) a new bridge host
+                # has nothing at all yet.
+                detail += f"; {bridge.host.label}: nothing to back up (first deploy)"
+                continue
+            backup.create_backup(
+                bridge.env,
+                bridge.runner,
+                report.deploy_id,
+                release=bridge.previous.release if bridge.previous else None,
+                digests=backup.running_digests(bridge.env, bridge.runner),
+                progress=self.progress,
+            )
+            backup.prune(
+                bridge.env, bridge.runner, env.deploy.backup.keep, protect=[report.deploy_id]
+            )
+            detail += f"; {bridge.host.label}: backed up"
+        return detail
+
     def pipeline(self) -> None:
         """preflight -> plan -> backup -> pull -> migrate -> apply -> gate -> record (or rollback)."""
         env, runner, values, report, timeline = (
@@ -478,51 +620,34 @@ class _Run:
         progress, verifier, gate_timeout = self.progress, self.verifier, self.gate_timeout
         with timeline.phase("preflight") as phase:
             phase.detail = preflight(env, runner, values)
+            for bridge in self.bridges:
+                phase.detail += "; " + preflight_bridge(
+                    bridge.env, bridge.runner, bridge.host.label
+                )
         with timeline.phase("plan") as phase:
-            migration_lines = self.release_step()
-            env, values = self.env, self.values
-            target_files = stack.stack_files(env)
-            current = facts.gather_host_facts(
-                runner,
-                project=env.deploy.project,
-                stack_dir=env.deploy.stack_dir,
-                target_refs=planning.target_images(values, target_files).values(),
-            )
-            report.plan = planning.plan(values, target_files, current)
-            if migration_lines:
-                report.plan = report.plan.with_migrations(migration_lines)
-            previous = snapshot(runner, env, current)
-            report.from_release = previous.release
-            phase.detail = (
-                "nothing to do"
-                if report.plan.nothing_to_do
-                else f"recreate: {', '.join(report.plan.services_to_recreate) or 'none'}"
-            )
-            if self.step is not None and not self.step.empty:
-                phase.detail += f"; {len(self.step.migrations)} migration(s)"
+            previous = self.plan_main(phase)
+            phase.detail += self.plan_bridges()
+        env, values, main_plan = self.env, self.values, report.plan
+        assert main_plan is not None  # set by plan_main
         if report.dry_run:
             report.result = "dry-run"
             return
-        if report.plan.nothing_to_do:
+        changed_bridges = [b for b in self.bridges if b.changes]
+        if main_plan.nothing_to_do and not changed_bridges:
             for name in ("backup", "pull", "migrate", "apply", "gate"):
                 timeline.skip(name, "nothing to do")
             report.result = "nothing-to-do"
             return
         with timeline.phase("backup") as phase:
-            manifest = backup.create_backup(
-                env,
-                runner,
-                report.deploy_id,
-                release=previous.release,
-                digests=backup.running_digests(env, runner),
-                progress=progress,
-            )
-            report.backup_id = report.deploy_id
-            pruned = backup.prune(env, runner, env.deploy.backup.keep, protect=[report.deploy_id])
-            phase.detail = f"{manifest.deploy_id}" + (f", pruned {len(pruned)}" if pruned else "")
+            phase.detail = self.backup_hosts(previous, changed_bridges)
         with timeline.phase("pull") as phase:
-            refs = sorted(set(report.plan.target_images.values()))
-            phase.detail = pre_pull(runner, refs, progress)
+            phase.detail = pre_pull(runner, sorted(set(main_plan.target_images.values())), progress)
+            for bridge in changed_bridges:
+                assert bridge.plan is not None  # planned above
+                bridge_refs = sorted(set(bridge.plan.target_images.values()))
+                phase.detail += f"; {bridge.host.label}: " + pre_pull(
+                    bridge.runner, bridge_refs, progress
+                )
         if self.step is not None and not self.step.empty:
             with timeline.phase("migrate") as phase:
                 phase.detail = migrations.run_step(
@@ -537,15 +662,23 @@ class _Run:
             timeline.skip("migrate", "no migrations")
         with timeline.phase("apply") as phase:
             phase.detail = apply_target(env, runner, previous)
+            for bridge in changed_bridges:
+                assert bridge.previous is not None  # snapshot taken in the plan phase
+                apply_target(bridge.env, bridge.runner, bridge.previous)
+                phase.detail += f"; {bridge.host.label}: up"
         gate_env = env
         with timeline.phase("gate") as phase:
-            report.verification = verifier(gate_env, {env.deploy.main_host: runner}, gate_timeout)
+            report.verification = verifier(gate_env, self.all_runners(), gate_timeout)
             phase.detail = _gate_detail(report.verification)
             if not report.verification.ok:
                 phase.status = "failed"
         if report.verification.ok:
             with timeline.phase("record") as phase:
                 record_state(env, runner, report.deploy_id, values)
+                for bridge in changed_bridges:
+                    record_state(
+                        bridge.env, bridge.runner, report.deploy_id, rendered_values(bridge.env)
+                    )
             report.result = "deployed"
             return
         self.rollback(previous)
@@ -559,13 +692,15 @@ class _Run:
         try:
             with timeline.phase("rollback") as phase:
                 phase.detail = rollback_to(env, runner, previous)
+                for bridge in self.bridges:
+                    if bridge.changes and bridge.previous is not None:
+                        done = rollback_to(bridge.env, bridge.runner, bridge.previous)
+                        phase.detail += f"; {bridge.host.label}: {done}"
                 result.detail = phase.detail
             if previous.files:
                 previous_env = environment_of(env, previous.files[".env"].decode())
                 with timeline.phase("rollback-gate") as phase:
-                    result.verification = verifier(
-                        previous_env, {env.deploy.main_host: runner}, gate_timeout
-                    )
+                    result.verification = verifier(previous_env, self.all_runners(), gate_timeout)
                     phase.detail = _gate_detail(result.verification)
                     if not result.verification.ok:
                         phase.status = "failed"

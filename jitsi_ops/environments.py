@@ -8,7 +8,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from jitsi_ops import __version__
-from jitsi_ops.composeset import compose_files, enabled_components
+from jitsi_ops.composeset import (
+    BRIDGE_FILE,
+    COMPOSE_VARIABLES,
+    compose_dir,
+    enabled_components,
+    host_compose_files,
+    variables_in,
+)
 from jitsi_ops.envfile import Section, normalise_boolean, parse_entries, quote_value, render
 from jitsi_ops.errors import ConfigError
 from jitsi_ops.lint import Finding, context_for, run_checks
@@ -27,11 +34,26 @@ def deployed_components(env: Environment) -> list[str]:
     return enabled_components(env.values, env.deploy.components)
 
 
+def compose_names(env: Environment) -> list[str]:
+    """The compose files (in -f order) of the host this view of the environment is for."""
+    return host_compose_files(
+        env.role, deployed_components(env), remote_bridges=bool(env.deploy.bridge_hosts)
+    )
+
+
 def rendered_values(env: Environment) -> dict[str, str]:
-    """The final key/value set of the host's `.env` (booleans as 1/0, Compose project pinned)."""
+    """The final key/value set of the host's `.env` (booleans as 1/0, Compose project pinned).
+
+    A bridge host's `.env` holds only what its compose file consumes: it never receives the
+    passwords of jicofo, prosody's users or the other components.
+    """
     values = {key: normalise_boolean(key, value) for key, value in env.values.items()}
+    if env.role == "jvb":
+        wanted = variables_in((compose_dir(env.root, env.layout) / BRIDGE_FILE).read_text())
+        wanted |= COMPOSE_VARIABLES
+        values = {key: value for key, value in values.items() if key in wanted}
     values["COMPOSE_PROJECT_NAME"] = env.deploy.project
-    values["COMPOSE_FILE"] = ":".join(compose_files(deployed_components(env)))
+    values["COMPOSE_FILE"] = ":".join(compose_names(env))
     return values
 
 

@@ -84,10 +84,11 @@ class LintContext:
         internet_facing: bool = True,
         components: tuple[str, ...] = (),
         secrets_file_mode: int | None = 0o600,
+        hosts: tuple[Host, ...] = (Host("meet.example.com"),),
     ) -> LintContext:
         """A context for unit tests, using the compose set shipped under `root`."""
         deploy = DeploySettings(
-            hosts=(Host("meet.example.com"),),
+            hosts=hosts,
             test_environment=test_environment,
             reverse_proxy=reverse_proxy,
             internet_facing=internet_facing,

@@ -1408,3 +1408,69 @@ def recording_jibri(ctx: LintContext) -> Iterator[Finding]:
             "the record button stays hidden",
             hint="set ENABLE_RECORDING=1",
         )
+
+
+@rule("bridge-xmpp-server", "a role 'jvb' host sets JVB_XMPP_SERVER: where it reaches prosody")
+def bridge_xmpp_server(ctx: LintContext) -> Iterator[Finding]:
+    for host in ctx.deploy.bridge_hosts:
+        own = dict(host.values)
+        if not (own.get("JVB_XMPP_SERVER") or ctx.get("JVB_XMPP_SERVER")):
+            yield _finding(
+                ctx,
+                "bridge-xmpp-server",
+                "error",
+                "JVB_XMPP_SERVER",
+                message=f"bridge host {host.label} has no JVB_XMPP_SERVER: its jvb would look for "
+                "prosody at xmpp.meet.jitsi, which exists only on the main host's network",
+                hint=f'in deploy.toml give {host.label} values = {{ JVB_XMPP_SERVER = "<the main '
+                'host address it can reach>" }}',
+            )
+        elif ctx.get("JVB_XMPP_SERVER") and "JVB_XMPP_SERVER" not in own:
+            yield _finding(
+                ctx,
+                "bridge-xmpp-server",
+                "warning",
+                "JVB_XMPP_SERVER",
+                message=f"JVB_XMPP_SERVER={ctx.get('JVB_XMPP_SERVER')!r} is set for the whole "
+                "environment: the main host's own jvb then leaves the internal network too",
+                hint="set it only in the bridge hosts' values in deploy.toml",
+            )
+
+
+@rule(
+    "bridge-advertise-ips",
+    "each role 'jvb' host advertises its own JVB_ADVERTISE_IPS, not the main host's",
+)
+def bridge_advertise_ips(ctx: LintContext) -> Iterator[Finding]:
+    for host in ctx.deploy.bridge_hosts:
+        if "JVB_ADVERTISE_IPS" not in dict(host.values):
+            shared = ctx.get("JVB_ADVERTISE_IPS")
+            yield _finding(
+                ctx,
+                "bridge-advertise-ips",
+                "error" if shared else "warning",
+                "JVB_ADVERTISE_IPS",
+                message=f"bridge host {host.label} would advertise "
+                + (f"the main host's JVB_ADVERTISE_IPS {shared!r}" if shared else "no address")
+                + ": clients send its media to the wrong machine (calls break at 3 people)",
+                hint=f'in deploy.toml give {host.label} values = {{ JVB_ADVERTISE_IPS = "<its '
+                'public IP>" }}',
+            )
+
+
+@rule(
+    "bridge-xmpp-exposure",
+    "with bridge hosts, prosody's published XMPP port is bound to XMPP_PUBLISH_ADDRESS",
+)
+def bridge_xmpp_exposure(ctx: LintContext) -> Iterator[Finding]:
+    if ctx.deploy.bridge_hosts and not ctx.get("XMPP_PUBLISH_ADDRESS"):
+        yield _finding(
+            ctx,
+            "bridge-xmpp-exposure",
+            "warning",
+            "XMPP_PUBLISH_ADDRESS",
+            message=f"bridge hosts need prosody's port {ctx.get('XMPP_PORT') or '5222'}: without "
+            "XMPP_PUBLISH_ADDRESS it is published on every interface of the main host",
+            hint="set XMPP_PUBLISH_ADDRESS to the address the bridges reach (a private one) and "
+            "firewall the port to the bridge hosts",
+        )

@@ -7,6 +7,7 @@ deploy.toml, such as an adopted one, skips common.env). Nothing here touches os.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import getpass
 import os
@@ -23,6 +24,10 @@ from jitsi_ops.errors import ConfigError
 from jitsi_ops.versions import Layout, layout_for
 
 OVERRIDE_PREFIX = "JITSI_OPS_"
+# The deploy user's sudo password for unattended runs (read by jitsi_ops.cli.common). It shares
+# the override prefix but is never a `.env` value: override_layer() skips it by name.
+SUDO_PASSWORD_VAR = "JITSI_OPS_SUDO_PASSWORD"  # noqa: S105 - a variable name
+_NOT_OVERRIDES = frozenset({SUDO_PASSWORD_VAR})
 ENV_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 Role = Literal["main", "jvb"]
 HostKeyPolicy = Literal["strict", "accept-new"]
@@ -36,6 +41,14 @@ class Host:
     role: Role = "main"
     user: str | None = None
     port: int | None = None
+    # Values only this host's `.env` gets, on top of the environment's (a remote bridge's own
+    # JVB_ADVERTISE_IPS, the address it reaches prosody at). A tuple keeps Host hashable.
+    values: tuple[tuple[str, str], ...] = ()
+    # Where this host keeps the stack and the backups when it differs from the environment's.
+    stack_dir: str | None = None
+    backup_dir: str | None = None
+    # A non-root deploy user: every command goes through sudo (see jitsi_ops.ssh).
+    sudo: bool = False
 
     @property
     def label(self) -> str:
@@ -95,6 +108,11 @@ class DeploySettings:
         """The host that runs web, prosody and jicofo."""
         return next(host for host in self.hosts if host.role == "main")
 
+    @property
+    def bridge_hosts(self) -> tuple[Host, ...]:
+        """The role 'jvb' hosts: extra videobridges that reach the main host's prosody."""
+        return tuple(host for host in self.hosts if host.role == "jvb")
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -114,6 +132,31 @@ class Environment:
     layers: tuple[Layer, ...]
     values: Mapping[str, str]
     origins: Mapping[str, str]
+    # Which kind of host this view of the environment renders for: the whole environment is
+    # the main host's view; for_host() gives a role 'jvb' host its own.
+    role: Role = "main"
+
+    def for_host(self, host: Host) -> Environment:
+        """The environment as one host gets it: that host's `values` layered in (below the
+        process overrides, which still win) and its role."""
+        if not (host.values or host.stack_dir or host.backup_dir) and host.role == self.role:
+            return self
+        deploy = dataclasses.replace(
+            self.deploy,
+            stack_dir=host.stack_dir or self.deploy.stack_dir,
+            backup=dataclasses.replace(
+                self.deploy.backup, dir=host.backup_dir or self.deploy.backup.dir
+            ),
+        )
+        entries = tuple(
+            Entry(key=key, value=value, literal=True, line=0) for key, value in host.values
+        )
+        layers = (*self.layers[:-1], Layer(f"deploy.toml hosts ({host.label})", entries))
+        layers += self.layers[-1:]
+        values, origins = fold_layers(layers)
+        return dataclasses.replace(
+            self, deploy=deploy, layers=layers, values=values, origins=origins, role=host.role
+        )
 
     @property
     def env_dir(self) -> Path:
@@ -154,7 +197,8 @@ _TOP_KEYS = {
     "backup",
     "verify",
 }
-_HOST_KEYS = {"address", "user", "port", "role"}
+_HOST_KEYS = {"address", "user", "port", "role", "values", "sudo", "stack_dir", "backup_dir"}
+_ENV_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _SSH_KEYS = {"config", "known_hosts", "host_key_policy", "connect_timeout"}
 _BACKUP_KEYS = {"dir", "keep"}
 _VERIFY_KEYS = {
@@ -217,6 +261,7 @@ def _parse_hosts(hosts_data: Any, source: str) -> tuple[Host, ...]:
         if role not in ("main", "jvb"):
             raise ConfigError(f"{source}: {where}role is {role!r}", hint="role is 'main' or 'jvb'")
         port = _typed(raw, "port", int, source, where) if "port" in raw else None
+        values = _host_values(raw, source, where)
         if port is not None and not 1 <= port <= 65535:
             raise ConfigError(f"{source}: {where}port {port} out of range", hint="use 1-65535")
         hosts.append(
@@ -225,8 +270,17 @@ def _parse_hosts(hosts_data: Any, source: str) -> tuple[Host, ...]:
                 role=role,
                 user=_typed(raw, "user", str, source, where) if "user" in raw else None,
                 port=port,
+                values=values,
+                sudo=_typed(raw, "sudo", bool, source, where) if "sudo" in raw else False,
+                stack_dir=_host_dir(raw, "stack_dir", source, where),
+                backup_dir=_host_dir(raw, "backup_dir", source, where),
             )
         )
+        if role == "main" and ("stack_dir" in raw or "backup_dir" in raw):
+            raise ConfigError(
+                f"{source}: {where}stack_dir/backup_dir are for role 'jvb' hosts",
+                hint="the main host uses the top-level stack_dir and [backup] dir",
+            )
     mains = [h for h in hosts if h.role == "main"]
     if len(mains) != 1:
         raise ConfigError(
@@ -235,6 +289,40 @@ def _parse_hosts(hosts_data: Any, source: str) -> tuple[Host, ...]:
         )
 
     return tuple(hosts)
+
+
+def _host_dir(raw: Mapping[str, Any], key: str, source: str, where: str) -> str | None:
+    """An absolute directory of one host (stack_dir, backup_dir), or None when not set."""
+    if key not in raw:
+        return None
+    value: str = _typed(raw, key, str, source, where)
+    if not value.startswith(("/", "~")):
+        raise ConfigError(
+            f"{source}: {where}{key} {value!r} must be absolute", hint="e.g. /opt/jitsi-meet"
+        )
+    return value
+
+
+def _host_values(raw: Mapping[str, Any], source: str, where: str) -> tuple[tuple[str, str], ...]:
+    """`values = { KEY = "value" }` of one host: `.env` keys with string values."""
+    table = raw.get("values", {})
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"{source}: {where}values must be a table",
+            hint='e.g. values = { JVB_ADVERTISE_IPS = "203.0.113.7" }',
+        )
+    for key, value in table.items():
+        if not _ENV_KEY_RE.match(key):
+            raise ConfigError(
+                f"{source}: {where}values.{key} is not an .env key",
+                hint="keys are upper-case like JVB_ADVERTISE_IPS",
+            )
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"{source}: {where}values.{key} must be a string, got {type(value).__name__}",
+                hint='quote it: KEY = "value"',
+            )
+    return tuple(sorted(table.items()))
 
 
 def parse_deploy_toml(text: str, source: str, env_dir: Path) -> DeploySettings:
@@ -347,7 +435,9 @@ def override_layer(environ: Mapping[str, str]) -> Layer:
     entries = [
         Entry(key=key[len(OVERRIDE_PREFIX) :], value=value, literal=True, line=0)
         for key, value in sorted(environ.items())
-        if key.startswith(OVERRIDE_PREFIX) and len(key) > len(OVERRIDE_PREFIX)
+        if key.startswith(OVERRIDE_PREFIX)
+        and len(key) > len(OVERRIDE_PREFIX)
+        and key not in _NOT_OVERRIDES
     ]
     return Layer("process overrides (JITSI_OPS_*)", tuple(entries))
 
@@ -381,20 +471,21 @@ def load_environment(
         _read_layer(env_dir / "secrets.env", f"{rel}/secrets.env"),
         override_layer(os.environ if environ is None else environ),
     )
+    values, origins = fold_layers(layers)
+    return Environment(
+        name=name, root=root, deploy=deploy, layers=layers, values=values, origins=origins
+    )
+
+
+def fold_layers(layers: tuple[Layer, ...]) -> tuple[Mapping[str, str], Mapping[str, str]]:
+    """Values (interpolated layer by layer) and the layer each key came from."""
     values: dict[str, str] = {}
     origins: dict[str, str] = {}
     for layer in layers:
         values = interpolate(layer.entries, values)
         for entry in layer.entries:
             origins[entry.key] = layer.name
-    return Environment(
-        name=name,
-        root=root,
-        deploy=deploy,
-        layers=layers,
-        values=MappingProxyType(values),
-        origins=MappingProxyType(origins),
-    )
+    return MappingProxyType(values), MappingProxyType(origins)
 
 
 def local_user() -> str:

@@ -2,27 +2,34 @@
 
 One connection per host for a whole run. Host keys are strict by default: an unknown or
 changed key is refused before any command runs, naming the fingerprint.
+
+A host with `sudo = true` (a non-root deploy user) runs every command through sudo. Once per
+connection `sudo -n -k true` tells whether sudo needs a password; if it does, the password comes
+from a provider callable (the CLI asks once per run), is validated once, and then travels as the
+first line of each command's stdin for `sudo -S`: never on a command line, in a Result, in an
+exception or in a log, and only in memory for the run.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import posixpath
 import shlex
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paramiko
 from fabric import Config, Connection
 
-from jitsi_ops.errors import ConfigError, HostKeyError, OpsError
+from jitsi_ops.errors import ConfigError, HostKeyError, OpsError, RemoteCommandError
 from jitsi_ops.runner import Result, checked
-from jitsi_ops.settings import Environment, Host, SshOptions
+from jitsi_ops.settings import SUDO_PASSWORD_VAR, Environment, Host, SshOptions
 
 
 def _drain(channel: paramiko.Channel, timeout: float | None) -> tuple[bytes, bytes, bool]:
@@ -98,10 +105,60 @@ def known_hosts_path(options: SshOptions, ssh_config: dict[str, Any]) -> Path:
     return Path("~/.ssh/known_hosts").expanduser()
 
 
+# --- sudo: pure argv builders (the password is never part of any argv) --------------------------
+
+SudoPassword = Callable[[str], str]
+"""Returns the sudo password; the argument is a prompt label such as "deploy@meet.example.com"."""
+
+SudoMode = Literal["off", "nopasswd", "password"]
+
+# -n: never prompt. -k: ignore cached credentials, so that sudo always reads the password line
+# itself; with a cached timestamp it would skip reading and the line would become the command's
+# stdin. -S: the password comes from stdin. -p '': no prompt text on stderr.
+_SUDO_NOPASSWD = ("sudo", "-n", "--")
+_SUDO_PASSWORD = ("sudo", "-k", "-S", "-p", "", "--")
+SUDO_PROBE = ("sudo", "-n", "-k", "true")
+SUDO_VALIDATE = (*_SUDO_PASSWORD, "true")
+
+# One round trip for an upload: copy the user's private temporary file next to the target as
+# root with the final mode (never briefly readable by others), rename it over the target
+# (atomic), and remove the temporary files whatever happened. Positional parameters only: no
+# path is ever interpolated into the script.
+_INSTALL_SCRIPT = (
+    'rc=0; install -m "$1" -- "$2" "$3" && mv -f -- "$3" "$4" || rc=$?; rm -f -- "$2" "$3"; '
+    "exit $rc"
+)
+
+
+def sudo_argv(argv: Sequence[str], mode: SudoMode) -> list[str]:
+    """argv as it runs on the host in a sudo mode ("off": unchanged)."""
+    if mode == "off":
+        return list(argv)
+    prefix = _SUDO_NOPASSWD if mode == "nopasswd" else _SUDO_PASSWORD
+    return [*prefix, *argv]
+
+
+def install_argv(tmp: str, path: str, mode: int, suffix: str) -> list[str]:
+    """The privileged half of put(): `tmp` (the user's upload) becomes `path` with `mode`."""
+    staged = posixpath.join(posixpath.dirname(path) or ".", f".{posixpath.basename(path)}.{suffix}")
+    return ["sh", "-c", _INSTALL_SCRIPT, "sh", f"{mode:o}", tmp, staged, path]
+
+
+def cat_argv(path: str) -> list[str]:
+    """The privileged get(): the file's bytes on stdout."""
+    return ["cat", "--", path]
+
+
+def _tail(stderr: str) -> str:
+    return " | ".join(line for line in stderr.strip().splitlines()[-2:] if line.strip())
+
+
 class SshRunner:
     """Runs commands on one host over a single reused Fabric connection."""
 
-    def __init__(self, host: Host, options: SshOptions) -> None:
+    def __init__(
+        self, host: Host, options: SshOptions, sudo_password: SudoPassword | None = None
+    ) -> None:
         if options.config_file is not None and not options.config_file.is_file():
             raise ConfigError(
                 f"ssh_config {options.config_file} does not exist",
@@ -131,6 +188,13 @@ class SshRunner:
         self._known = known
         self._connect_timeout = options.connect_timeout
         self._sftp: paramiko.SFTPClient | None = None
+        self._sudo_password = sudo_password
+        # Settled on first use: None until then; a refusal is kept and raised again, so a
+        # wrong password is tried once and nothing else runs.
+        self._sudo_mode: SudoMode | None = None if host.sudo else "off"
+        self._sudo_error: OpsError | None = None
+        self._secret: str | None = None
+        self._private_dir: str | None = None
 
     @property
     def host(self) -> str:
@@ -174,21 +238,97 @@ class SshRunner:
 
         Straight on a Paramiko channel of the one connection: Fabric's run() adds threads and
         polling that cost ~0.4 s per command, which a deploy's ~50 probes cannot afford.
+        With sudo the Result still names argv as given (the wrapper is an adapter detail).
         """
+        code, out, err = self._elevated(argv, None if stdin is None else stdin.encode(), timeout)
+        stderr = self._scrub(err.decode(errors="replace"))
+        if code is None:
+            code, stderr = 124, stderr + f"\ntimed out after {timeout} s"
+        stdout = self._scrub(out.decode(errors="replace"))
+        return checked(Result(tuple(argv), code, stdout, stderr), check)
+
+    def _exec(
+        self, argv: Sequence[str], stdin: bytes | None, timeout: float | None
+    ) -> tuple[int | None, bytes, bytes]:
+        """Exit code (None on timeout), stdout and stderr bytes of one command line."""
         channel = self._transport().open_session(timeout=self._connect_timeout)
         try:
             channel.exec_command(shlex.join(argv))
             if stdin is not None:
-                channel.sendall(stdin.encode())
+                channel.sendall(stdin)
             channel.shutdown_write()
             out, err, timed_out = _drain(channel, timeout)
-            code = 124 if timed_out else channel.recv_exit_status()
+            code = None if timed_out else channel.recv_exit_status()
         finally:
             channel.close()
+        return code, out, err
+
+    def _elevated(
+        self, argv: Sequence[str], stdin: bytes | None, timeout: float | None
+    ) -> tuple[int | None, bytes, bytes]:
+        """_exec() through sudo when the host asks for it (no extra round trip per command)."""
+        mode = self._sudo()
+        if mode == "password":
+            assert self._secret is not None
+            # sudo -S reads exactly one line; the command gets the rest of stdin unchanged.
+            stdin = (self._secret + "\n").encode() + (stdin or b"")
+        return self._exec(sudo_argv(argv, mode), stdin, timeout)
+
+    def _sudo(self) -> SudoMode:
+        """How commands are elevated on this host: probed (and the password checked) once."""
+        if self._sudo_error is not None:
+            raise self._sudo_error
+        if self._sudo_mode is None:
+            try:
+                self._sudo_mode = self._settle_sudo()
+            except OpsError as exc:
+                self._sudo_error = exc
+                raise
+        return self._sudo_mode
+
+    def _settle_sudo(self) -> SudoMode:
+        code, _, err = self._exec(SUDO_PROBE, None, self._connect_timeout)
+        if code == 0:
+            return "nopasswd"
         stderr = err.decode(errors="replace")
-        if timed_out:
-            stderr += f"\ntimed out after {timeout} s"
-        return checked(Result(tuple(argv), code, out.decode(errors="replace"), stderr), check)
+        if code == 127 or "command not found" in stderr:
+            raise OpsError(
+                f"{self.host}: sudo = true in deploy.toml, but sudo is not installed there",
+                hint="install sudo on the host, or connect as a user that needs no sudo",
+            )
+        user = self._conn.user
+        if self._sudo_password is None:
+            raise ConfigError(
+                f"{self.host}: sudo needs {user}'s password and nothing can ask for it here",
+                hint=f"run through the jitsi-ops tasks (they ask once, or read {SUDO_PASSWORD_VAR}), "
+                "or allow NOPASSWD sudo for this user",
+            )
+        secret = self._sudo_password(f"{user}@{self.host}")
+        code, _, err = self._exec(SUDO_VALIDATE, (secret + "\n").encode(), self._connect_timeout)
+        if code == 0:
+            self._secret = secret
+            return "password"
+        if code is None:
+            raise OpsError(
+                f"{self.host}: sudo did not answer within {self._connect_timeout:.0f} s",
+                hint="check sudo on the host (e.g. a slow PAM module), then retry",
+            )
+        stderr = err.decode(errors="replace")
+        if secret:
+            stderr = stderr.replace(secret, "********")
+        if "sudoers" in stderr or "not allowed" in stderr:
+            raise OpsError(
+                f"{self.host}: {user} may not use sudo there ({_tail(stderr)})",
+                hint=f"add a sudoers rule for {user} on the host (all commands), or deploy as root",
+            )
+        raise OpsError(
+            f"{self.host}: sudo refused the password of {user}",
+            hint=f"check the password (the prompt, or {SUDO_PASSWORD_VAR}); nothing was run",
+        )
+
+    def _scrub(self, text: str) -> str:
+        # sudo never echoes the password; this is defence in depth for outputs that would.
+        return text.replace(self._secret, "********") if self._secret else text
 
     def _transport(self) -> paramiko.Transport:
         self.open()
@@ -224,7 +364,14 @@ class SshRunner:
         return self._sftp
 
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
-        """Upload to a temporary name next to `path`, chmod before the rename (never briefly 0644)."""
+        """Upload to a temporary name next to `path`, chmod before the rename (never briefly 0644).
+
+        With sudo: SFTP (as the user) into a private 0700 directory, then one sudo command
+        installs it next to `path` with `mode` and renames it over `path`.
+        """
+        if self._sudo() != "off":
+            self._sudo_put(data, path, mode)
+            return
         sftp = self._sftp_client()
         directory = posixpath.dirname(path) or "."
         tmp = posixpath.join(directory, f".{posixpath.basename(path)}.{uuid.uuid4().hex[:8]}")
@@ -233,8 +380,42 @@ class SshRunner:
             handle.write(data)
         sftp.posix_rename(tmp, path)
 
+    def _sudo_put(self, data: bytes, path: str, mode: int) -> None:
+        sftp = self._sftp_client()
+        if self._private_dir is None:
+            # mkdir fails when the name exists, so nobody else can have prepared it; 0700 keeps
+            # the upload (a .env holds secrets) unreadable for other users from the start.
+            private = f"/tmp/.jitsi-ops-{uuid.uuid4().hex}"  # noqa: S108 - see above
+            sftp.mkdir(private, 0o700)
+            self._private_dir = private
+        tmp = posixpath.join(self._private_dir, uuid.uuid4().hex[:12])
+        try:
+            with sftp.open(tmp, "wbx") as handle:
+                handle.chmod(0o600)
+                handle.write(data)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sftp.remove(tmp)
+            raise
+        argv = install_argv(tmp, path, mode, uuid.uuid4().hex[:8])
+        code, _, err = self._elevated(argv, None, None)
+        if code != 0:
+            raise RemoteCommandError(
+                ["install", "-m", f"{mode:o}", path],
+                code or 124,
+                self._scrub(err.decode("utf-8", "replace")),
+            )
+
     def get(self, path: str) -> bytes:
-        """Download a file; FileNotFoundError when absent."""
+        """Download a file; FileNotFoundError when absent. With sudo: `sudo cat`, as bytes."""
+        if self._sudo() != "off":
+            code, out, err = self._elevated(cat_argv(path), None, None)
+            if code == 0:
+                return out
+            stderr = self._scrub(err.decode("utf-8", "replace"))
+            if "No such file or directory" in stderr:
+                raise FileNotFoundError(path)
+            raise RemoteCommandError(cat_argv(path), code or 124, stderr)
         sftp = self._sftp_client()
         buffer = io.BytesIO()
         try:
@@ -246,13 +427,21 @@ class SshRunner:
         return buffer.getvalue()
 
     def close(self) -> None:
-        """Close SFTP and the connection."""
+        """Close SFTP and the connection; the sudo password is forgotten."""
         if self._sftp is not None:
+            if self._private_dir is not None:
+                # Best effort: the uploads in it were already removed by the install command.
+                with contextlib.suppress(OSError):
+                    self._sftp.rmdir(self._private_dir)
+                self._private_dir = None
             self._sftp.close()
             self._sftp = None
+        self._secret = None
+        if self._sudo_mode == "password":
+            self._sudo_mode = None
         self._conn.close()
 
 
-def connect(env: Environment, host: Host) -> SshRunner:
+def connect(env: Environment, host: Host, sudo_password: SudoPassword | None = None) -> SshRunner:
     """A runner for one host of an environment (connects lazily, on first use)."""
-    return SshRunner(host, env.deploy.ssh)
+    return SshRunner(host, env.deploy.ssh, sudo_password)

@@ -9,8 +9,8 @@ import posixpath
 from dataclasses import dataclass
 
 from jitsi_ops import commands
-from jitsi_ops.composeset import compose_dir, compose_files
-from jitsi_ops.environments import deployed_components, render_env
+from jitsi_ops.composeset import compose_dir
+from jitsi_ops.environments import compose_names, render_env
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment
 from jitsi_ops.versions import Layout
@@ -21,7 +21,7 @@ def target_for(env: Environment) -> commands.ComposeTarget:
     return commands.ComposeTarget(
         stack_dir=env.deploy.stack_dir,
         project=env.deploy.project,
-        files=tuple(compose_files(deployed_components(env))),
+        files=tuple(compose_names(env)),
     )
 
 
@@ -29,7 +29,7 @@ def stack_files(env: Environment) -> dict[str, bytes]:
     """Every file that goes into the stack dir, by name."""
     files = {".env": render_env(env, show_secrets=True).encode()}
     directory = compose_dir(env.root, env.layout)
-    for name in compose_files(deployed_components(env)):
+    for name in compose_names(env):
         files[name] = (directory / name).read_bytes()
     return files
 

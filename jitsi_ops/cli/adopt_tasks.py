@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from invoke.context import Context
@@ -9,11 +10,12 @@ from invoke.tasks import task
 
 from jitsi_ops import adopt as adoption
 from jitsi_ops.backup import human_size
-from jitsi_ops.cli.common import boundary, emit_json, repo_root
+from jitsi_ops.cli.common import boundary, connect, emit_json, repo_root
 from jitsi_ops.errors import ConfigError
+from jitsi_ops.output import TaskOutput
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Host, SshOptions, load_environment, validate_env_name
-from jitsi_ops.ssh import SshRunner, connect
+from jitsi_ops.ssh import SshRunner
 
 
 def _runner(root: Path, name: str, options: adoption.HostOptions | None) -> Runner:
@@ -79,13 +81,21 @@ def adopt(
         else None
     )
     runner = _runner(root, env, options)
-    say = (lambda _line: None) if json else (lambda line: print(line, flush=True))
-    try:
-        report = adoption.adopt(
-            root, env, runner, from_, options=options, project=project or None, say=say
-        )
-    finally:
-        runner.close()
+    # Closed (live line gone) before the report below is printed.
+    with TaskOutput(sys.stdout, json=json) as out:
+        try:
+            report = adoption.adopt(
+                root,
+                env,
+                runner,
+                from_,
+                options=options,
+                project=project or None,
+                say=out.line,
+                progress=out.progress,
+            )
+        finally:
+            runner.close()
     if json:
         emit_json(report.as_dict())
         return

@@ -7,6 +7,7 @@ who want a backup before a manual change, or to see what a rollback or restore c
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from typing import Any
 
@@ -17,12 +18,9 @@ from jitsi_ops import backup as backups_mod
 from jitsi_ops import hoststate
 from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load, main_host
 from jitsi_ops.errors import OpsError, RemoteCommandError
+from jitsi_ops.output import TaskOutput
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment, local_user
-
-
-def _progress(message: str) -> None:
-    print(f"backup: {message}", flush=True)
 
 
 def _audit(runner: Runner, stack_dir: str, loaded: Environment, record: dict[str, Any]) -> None:
@@ -35,7 +33,12 @@ def _audit(runner: Runner, stack_dir: str, loaded: Environment, record: dict[str
 
 
 def _take(
-    loaded: Environment, runner: Runner, deploy_id: str, *, include_recordings: bool
+    loaded: Environment,
+    runner: Runner,
+    deploy_id: str,
+    *,
+    include_recordings: bool,
+    out: TaskOutput,
 ) -> tuple[backups_mod.Manifest, list[str], str]:
     """Lock, back up, prune, audit; returns the manifest, the pruned ids and the archive path."""
     stack_dir = backups_mod.stack_dir_of(loaded, runner)
@@ -48,7 +51,7 @@ def _take(
                 digests = backups_mod.running_digests(loaded, runner)
             except RemoteCommandError as exc:
                 # The files are worth backing up even when Docker cannot be asked.
-                print(f"warning: image digests not recorded: {exc.message}")
+                out.line(f"warning: image digests not recorded: {exc.message}")
                 digests = {}
             manifest = backups_mod.create_backup(
                 loaded,
@@ -56,7 +59,7 @@ def _take(
                 deploy_id,
                 release=backups_mod.deployed_release(loaded, runner),
                 digests=digests,
-                progress=_progress,
+                progress=lambda message: out.progress(f"backup: {message}"),
                 include_recordings=include_recordings,
             )
             removed = backups_mod.prune(
@@ -98,11 +101,12 @@ def _take(
 def backup(c: Context, env: str = "", include_recordings: bool = False) -> None:
     """Take a verified backup of CONFIG and the stack dir on the main host now (then prune)."""
     loaded = load(c, env)
-    with main_host(loaded) as runner:
+    # The live line (a terminal only) is gone before the summary below is printed.
+    with TaskOutput(sys.stdout) as out, main_host(loaded) as runner:
         deploy_id = hoststate.new_deploy_id(loaded.name)
         started = time.monotonic()
         manifest, removed, archive = _take(
-            loaded, runner, deploy_id, include_recordings=include_recordings
+            loaded, runner, deploy_id, include_recordings=include_recordings, out=out
         )
     print(
         f"{runner.host}: backup {deploy_id} ({manifest.release or 'release unknown'}, "

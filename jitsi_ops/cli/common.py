@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import getpass
 import json
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from jitsi_ops.errors import OpsError
-from jitsi_ops.settings import Environment, load_environment
-from jitsi_ops.ssh import SshRunner, connect
+from jitsi_ops.errors import ConfigError, OpsError
+from jitsi_ops.settings import SUDO_PASSWORD_VAR, Environment, Host, load_environment
+from jitsi_ops.ssh import SshRunner
+from jitsi_ops.ssh import connect as ssh_connect
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,6 +36,56 @@ def load(c: Context, env: str) -> Environment:
     return load_environment(env, repo_root(c))
 
 
+class SudoPasswordPrompt:
+    """The run's one sudo password, shared by all hosts and obtained at most once.
+
+    JITSI_OPS_SUDO_PASSWORD when set (unattended runs), else asked on the terminal without
+    echo. It stays in this object's memory for the process only.
+    """
+
+    def __init__(
+        self,
+        environ: Mapping[str, str] | None = None,
+        stdin: TextIO | None = None,
+        ask: Callable[[str], str] = getpass.getpass,
+    ) -> None:
+        self._environ = environ
+        self._stdin = stdin
+        self._ask = ask
+        self._password: str | None = None
+
+    def __call__(self, label: str) -> str:
+        """The password (`label`, e.g. "deploy@meet.example.com", names who it is for)."""
+        if self._password is None:
+            self._password = self._obtain(label)
+        return self._password
+
+    def _obtain(self, label: str) -> str:
+        environ = os.environ if self._environ is None else self._environ
+        given = environ.get(SUDO_PASSWORD_VAR)
+        if given:
+            return given
+        stdin = self._stdin if self._stdin is not None else sys.stdin
+        if stdin is None or not stdin.isatty():
+            raise ConfigError(
+                f"{label}: sudo needs a password and there is no terminal to ask for it",
+                hint=f"run in a terminal, or set {SUDO_PASSWORD_VAR} for an unattended run",
+            )
+        return self._ask(f"[sudo] password for {label}: ")
+
+    def __repr__(self) -> str:
+        return "SudoPasswordPrompt(<hidden>)"
+
+
+# One per invoke run (one process): every host of every task asks this one, so it asks once.
+SUDO_PASSWORD = SudoPasswordPrompt()
+
+
+def connect(env: Environment, host: Host) -> SshRunner:
+    """A runner for one host of the environment, with this run's sudo password provider."""
+    return ssh_connect(env, host, SUDO_PASSWORD)
+
+
 @contextlib.contextmanager
 def main_host(env: Environment) -> Iterator[SshRunner]:
     """One SSH connection to the environment's main host for the whole task, always closed."""
@@ -41,6 +94,19 @@ def main_host(env: Environment) -> Iterator[SshRunner]:
         yield runner
     finally:
         runner.close()
+
+
+@contextlib.contextmanager
+def bridge_hosts(env: Environment) -> Iterator[dict[Host, SshRunner]]:
+    """One SSH connection to each role 'jvb' host for the whole task, always closed."""
+    runners: dict[Host, SshRunner] = {}
+    try:
+        for host in env.deploy.bridge_hosts:
+            runners[host] = connect(env, host)
+        yield runners
+    finally:
+        for runner in runners.values():
+            runner.close()
 
 
 def boundary(func: F) -> F:

@@ -11,10 +11,11 @@ from invoke.tasks import task
 
 from jitsi_ops import commands, hoststate, stack
 from jitsi_ops import deploy as pipeline
-from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load, main_host
-from jitsi_ops.deploy import DeployReport, PhaseResult
+from jitsi_ops.cli.common import ENV_HELP, boundary, bridge_hosts, emit_json, load, main_host
+from jitsi_ops.deploy import DeployReport
 from jitsi_ops.errors import OpsError
 from jitsi_ops.facts import gather, project_containers
+from jitsi_ops.output import TaskOutput
 
 RESULT_LINES = {
     "deployed": "deployed {to} (verified)",
@@ -27,13 +28,17 @@ RESULT_LINES = {
 }
 
 
-def _print_phase(phase: PhaseResult) -> None:
-    mark = {"ok": "ok", "failed": "FAILED", "skipped": "skipped"}[phase.status]
-    print(f"  {phase.name:<14} {mark:<8} {phase.seconds:6.1f}s  {phase.detail}", flush=True)
-
-
-def _print_progress(message: str) -> None:
-    print(f"  ... {message}", flush=True)
+def _print_plans(report: DeployReport, dry_run: bool) -> None:
+    """The main host's plan, then each bridge host's, when there is something to show."""
+    plans = [("", report.plan)] if report.plan is not None else []
+    plans += [(label, plan) for label, plan in report.bridge_plans.items()]
+    many = len(plans) > 1
+    for label, plan in plans:
+        if plan is None or not (dry_run or not plan.nothing_to_do):
+            continue
+        if many:
+            print(f"{label or 'main host'}:")
+        print(plan.render_text(), end="")
 
 
 def _summary(report: DeployReport) -> str:
@@ -63,24 +68,27 @@ def deploy(
 ) -> None:
     """Upgrade safely: lock, preflight, plan, backup, pull, apply, verify, roll back on failure."""
     loaded = load(c, env)
-    with main_host(loaded) as runner:
-        human = not json
-        if human:
-            print(f"deploy {loaded.name} -> {loaded.release} on {runner.host}", flush=True)
+    with (
+        TaskOutput(sys.stdout, json=json) as out,
+        main_host(loaded) as runner,
+        bridge_hosts(loaded) as bridges,
+    ):
+        where = ", ".join([runner.host, *(f"{b.host} (jvb)" for b in bridges.values())])
+        out.line(f"deploy {loaded.name} -> {loaded.release} on {where}")
         report = pipeline.deploy(
             loaded,
             runner,
             dry_run=dry_run,
             message=message,
             timeout=timeout,
-            on_phase=_print_phase if human else None,
-            progress=_print_progress if human else None,
+            on_phase=None if json else out.phase,
+            progress=None if json else out.progress,
+            bridges=bridges,
         )
     if json:
         emit_json(report.as_dict())
     else:
-        if report.plan is not None and (dry_run or not report.plan.nothing_to_do):
-            print(report.plan.render_text(), end="")
+        _print_plans(report, dry_run)
         print(_summary(report))
     if not report.ok:
         raise Exit(code=1)
@@ -91,14 +99,17 @@ def deploy(
 def plan(c: Context, env: str = "", json: bool = False) -> None:
     """Show what a deploy would change (masked .env diff, files, images, recreations)."""
     loaded = load(c, env)
-    with main_host(loaded) as runner:
-        report = pipeline.deploy(loaded, runner, dry_run=True)
+    with main_host(loaded) as runner, bridge_hosts(loaded) as bridges:
+        report = pipeline.deploy(loaded, runner, dry_run=True, bridges=bridges)
     if report.plan is None:
         raise OpsError(report.error or "could not compute a plan", hint="see the error above")
     if json:
-        emit_json(report.plan.as_dict())
+        data = report.plan.as_dict()
+        if report.bridge_plans:
+            data["bridge_plans"] = {k: p.as_dict() for k, p in report.bridge_plans.items()}
+        emit_json(data)
     else:
-        print(report.plan.render_text(), end="")
+        _print_plans(report, dry_run=True)
 
 
 @task(help={"env": ENV_HELP, "json": "print one JSON object"})

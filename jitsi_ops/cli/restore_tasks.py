@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -14,13 +14,15 @@ from jitsi_ops import restore as restoring
 from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load, main_host
 from jitsi_ops.deploy import default_verifier
 from jitsi_ops.errors import ConfigError
+from jitsi_ops.output import TaskOutput
 
 
-def _ask(summary: Sequence[str]) -> bool:
+def _ask(out: TaskOutput, summary: Sequence[str]) -> bool:
+    out.clear()  # a live line redrawing itself would garble the prompt
     for line in summary:
-        print(line)
+        out.line(line)
     if not sys.stdin.isatty():
-        print("refusing to restore without confirmation: pass --yes")
+        out.line("refusing to restore without confirmation: pass --yes")
         return False
     return input("Restore this backup? The stack stops meanwhile. [y/N] ").strip().lower() in (
         "y",
@@ -28,17 +30,17 @@ def _ask(summary: Sequence[str]) -> bool:
     )
 
 
-def _agree(summary: Sequence[str]) -> bool:
+def _agree(out: TaskOutput, summary: Sequence[str]) -> bool:
     for line in summary:
-        print(line)
+        out.line(line)
     return True
 
 
-def _confirmation(*, yes: bool, quiet: bool) -> restoring.Confirm:
+def _confirmation(out: TaskOutput, *, yes: bool, quiet: bool) -> restoring.Confirm:
     """--yes agrees (printing the summary unless --json); --json without --yes cannot ask."""
     if yes:
-        return (lambda _summary: True) if quiet else _agree
-    return (lambda _summary: False) if quiet else _ask
+        return (lambda _summary: True) if quiet else (lambda summary: _agree(out, summary))
+    return (lambda _summary: False) if quiet else (lambda summary: _ask(out, summary))
 
 
 @task(
@@ -91,10 +93,8 @@ def _restore(
 ) -> None:
     """Shared by restore and rollback: run the restore, print or emit its report."""
     loaded = load(c, env)
-    with main_host(loaded) as runner:
-        say: Callable[[str], None] = (
-            (lambda _line: None) if json else (lambda line: print(f"  ... {line}", flush=True))
-        )
+    # Closed (live line gone) before the outcome below is printed.
+    with TaskOutput(sys.stdout, json=json) as out, main_host(loaded) as runner:
         if not backup:
             usable = [b for b in backups_mod.list_backups(loaded, runner) if not b.problem]
             if not usable:
@@ -103,18 +103,18 @@ def _restore(
                     hint="a deploy takes one before it changes anything; see `invoke backups`",
                 )
             backup = usable[0].id
-            say(
+            out.progress(
                 f"rolling back to {backup} ({usable[0].release or 'release unknown'}), the state before the last deploy"
             )
         report = restoring.restore(
             loaded,
             runner,
             backup,
-            confirm=_confirmation(yes=yes, quiet=json),
+            confirm=_confirmation(out, yes=yes, quiet=json),
             safety_backup=safety,
             verifier=default_verifier if verify else None,
             timeout=timeout,
-            say=say,
+            say=out.progress,
         )
     if json:
         emit_json(report.as_dict())

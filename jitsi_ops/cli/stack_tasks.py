@@ -8,9 +8,8 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from jitsi_ops import lint, stack
-from jitsi_ops.cli.common import ENV_HELP, boundary, load
+from jitsi_ops.cli.common import ENV_HELP, boundary, connect, load
 from jitsi_ops.errors import PreflightError
-from jitsi_ops.ssh import connect
 
 
 @task(help={"env": ENV_HELP})

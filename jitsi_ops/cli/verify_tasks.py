@@ -9,12 +9,12 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.tasks import task
 
-from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load
+from jitsi_ops.cli.common import ENV_HELP, boundary, connect, emit_json, load
 from jitsi_ops.environments import rendered_values
 from jitsi_ops.errors import ConfigError, VerifyFailed
+from jitsi_ops.output import TaskOutput
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Host
-from jitsi_ops.ssh import connect
 from jitsi_ops.verify import as_json, human_lines, select, write_junit
 from jitsi_ops.verify import verify as run_verify
 from jitsi_ops.verify.checks import build_suite
@@ -22,14 +22,11 @@ from jitsi_ops.verify.model import Check
 from jitsi_ops.verify.report import scrubbed
 
 
-def _progress(round_no: int, pending: Sequence[Check], remaining: float) -> None:
-    """One stderr line per retry round, so a long wait is never silent."""
+def _waiting(round_no: int, pending: Sequence[Check], remaining: float) -> str:
+    """One progress message per retry round, so a long wait is never silent."""
     names = ", ".join(f"{c.id}@{c.host.label}" for c in pending[:4])
     more = f" and {len(pending) - 4} more" if len(pending) > 4 else ""
-    sys.stderr.write(
-        f"verify: round {round_no}: waiting for {names}{more} to settle ({remaining:.0f}s left)\n"
-    )
-    sys.stderr.flush()
+    return f"verify: round {round_no}: waiting for {names}{more} to settle ({remaining:.0f}s left)"
 
 
 @task(
@@ -63,17 +60,22 @@ def verify(
             hint="fix the path in deploy.toml, or bring the testbed up for env/sandbox",
         )
     runners: dict[Host, Runner] = {host: connect(loaded, host) for host in loaded.deploy.hosts}
-    try:
-        report = run_verify(
-            loaded,
-            runners,
-            only=only or [],
-            timeout=timeout if timeout > 0 else None,
-            progress=_progress,
-        )
-    finally:
-        for runner in runners.values():
-            runner.close()
+    # Progress goes to stderr, also with --json: stdout carries only the report, and a long
+    # wait should not look like a hang.
+    with TaskOutput(sys.stderr) as out:
+        try:
+            report = run_verify(
+                loaded,
+                runners,
+                only=only or [],
+                timeout=timeout if timeout > 0 else None,
+                progress=lambda round_no, pending, remaining: out.progress(
+                    _waiting(round_no, pending, remaining)
+                ),
+            )
+        finally:
+            for runner in runners.values():
+                runner.close()
     # Outcomes are scrubbed as they are made; once more here, before anything leaves the process.
     report = scrubbed(report, rendered_values(loaded))
     if junit:

@@ -333,7 +333,7 @@ def _public_port_check(
     facts: Facts, host: Host, *, service: str, target: int, port: int, protocol: str, what: str
 ) -> CheckResult:
     bindings = derive.publishers_of(facts.compose_ps(host), service, target, protocol)
-    publish = facts.values.get("PUBLISH_ADDRESS", "").strip()
+    publish = facts.host_values(host).get("PUBLISH_ADDRESS", "").strip()
     problems = derive.binding_problems(bindings, port, publish, what)
     if problems:
         return failed(
@@ -384,7 +384,7 @@ def check_https_published(facts: Facts, host: Host) -> CheckResult:
 )
 def check_jvb_udp(facts: Facts, host: Host) -> CheckResult:
     """JVB_PORT/udp published on all interfaces (or on PUBLISH_ADDRESS when set)."""
-    port = derive.int_value(facts.values, "JVB_PORT", derive.DEFAULT_JVB_PORT)
+    port = derive.int_value(facts.host_values(host), "JVB_PORT", derive.DEFAULT_JVB_PORT)
     return _public_port_check(
         facts, host, service="jvb", target=port, port=port, protocol="udp", what="JVB_PORT/udp"
     )
@@ -438,7 +438,9 @@ def check_jicofo_rest_local(facts: Facts, host: Host) -> CheckResult:
 @check("sockets.jvb_rest", "jvb REST on 127.0.0.1 only", scope="every_host")
 def check_jvb_rest_local(facts: Facts, host: Host) -> CheckResult:
     """jvb REST (colibri) bound to 127.0.0.1 only."""
-    port = derive.int_value(facts.values, "JVB_COLIBRI_PORT", derive.DEFAULT_JVB_COLIBRI_PORT)
+    port = derive.int_value(
+        facts.host_values(host), "JVB_COLIBRI_PORT", derive.DEFAULT_JVB_COLIBRI_PORT
+    )
     return _rest_local_check(facts, host, "jvb", 8080, port)
 
 
@@ -731,7 +733,9 @@ def check_jicofo_health(facts: Facts, _host: Host) -> CheckResult:
 
 
 def _jvb_get(facts: Facts, host: Host, path: str) -> tuple[int, str]:
-    port = derive.int_value(facts.values, "JVB_COLIBRI_PORT", derive.DEFAULT_JVB_COLIBRI_PORT)
+    port = derive.int_value(
+        facts.host_values(host), "JVB_COLIBRI_PORT", derive.DEFAULT_JVB_COLIBRI_PORT
+    )
     try:
         answer = facts.loopback(host, port, path)
     except ConnectionError as exc:
@@ -917,7 +921,8 @@ def _resolve(name: str) -> list[str]:
 )
 def check_advertise_ips(facts: Facts, host: Host) -> CheckResult:
     """JVB_ADVERTISE_IPS holds an address of this JVB host or of its NAT (warning otherwise)."""
-    value = facts.values.get("JVB_ADVERTISE_IPS", "") or facts.values.get("DOCKER_HOST_ADDRESS", "")
+    values = facts.host_values(host)
+    value = values.get("JVB_ADVERTISE_IPS", "") or values.get("DOCKER_HOST_ADDRESS", "")
     advertised = derive.advertised_addresses(value)
     out = facts.runner(host).run(["ip", "-o", "addr", "show"], check=False, timeout=facts.timeout())
     host_addresses = derive.parse_ip_addresses(out.stdout) if out.ok else []

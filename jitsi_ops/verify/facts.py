@@ -19,7 +19,7 @@ import requests
 from jitsi_ops import commands, stack
 from jitsi_ops.composeset import compose_dir
 from jitsi_ops.configjs import parse_config_js
-from jitsi_ops.environments import deployed_components
+from jitsi_ops.environments import deployed_components, rendered_values
 from jitsi_ops.errors import OpsError
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment, Host
@@ -163,14 +163,21 @@ class Facts:
     def config_dir(self, host: Host) -> str:
         """CONFIG as an absolute path on the host."""
         return self.run.stable(
-            f"config:{host}", lambda: stack.resolve_config_dir(self.env, self.runner(host))
+            f"config:{host}",
+            lambda: stack.resolve_config_dir(self.env.for_host(host), self.runner(host)),
         )
+
+    def host_values(self, host: Host) -> Mapping[str, str]:
+        """The rendered values of one host (a bridge host's deploy.toml `values` included)."""
+        if host == self.run.main:
+            return self.values
+        return self.run.stable(f"values:{host}", lambda: rendered_values(self.env.for_host(host)))
 
     def stack_dir(self, host: Host) -> str:
         """The stack dir as an absolute path on the host (`~` expanded there)."""
 
         def produce() -> str:
-            directory = self.env.deploy.stack_dir
+            directory = self.env.for_host(host).deploy.stack_dir
             if directory == "~" or directory.startswith("~/"):
                 return stack.remote_home(self.runner(host)) + directory[1:]
             return directory
@@ -183,16 +190,16 @@ class Facts:
             f"user:{host}", lambda: self.sh(host, ["id", "-un"], "`id -un`").strip()
         )
 
-    def compose_target(self) -> commands.ComposeTarget:
-        """The compose invocation of this environment."""
-        return stack.target_for(self.env)
+    def compose_target(self, host: Host | None = None) -> commands.ComposeTarget:
+        """The compose invocation on `host` (default: the main host)."""
+        return stack.target_for(self.env if host is None else self.env.for_host(host))
 
     def compose_ps(self, host: Host) -> list[derive.Container]:
         """The project's containers on the host."""
         return self.memo(
             f"ps:{host}",
             lambda: derive.parse_compose_ps(
-                self.sh(host, commands.compose_ps(self.compose_target()), "`docker compose ps`")
+                self.sh(host, commands.compose_ps(self.compose_target(host)), "`docker compose ps`")
             ),
         )
 
@@ -202,7 +209,7 @@ class Facts:
         def produce() -> dict[str, derive.Inspected]:
             ids = self.sh(
                 host,
-                [*self.compose_target().base(), "ps", "--all", "--quiet"],
+                [*self.compose_target(host).base(), "ps", "--all", "--quiet"],
                 "`docker compose ps --quiet`",
             ).split()
             if not ids:

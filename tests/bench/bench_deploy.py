@@ -7,13 +7,20 @@ the same run, on the same host, for the same upgrade. No timed assertions anywhe
    `down; pull; up -d` (goal <= 0.2x).
 3. No-op redeploy: wall time and container restarts (goal < 5 s, 0).
 4. SSH connections opened per host per deploy (goal 1).
+
+The host is the testbed's namespaced host jvb1 (its own sshd and dockerd): before every
+measured upgrade the target images are removed from its daemon, so each flow really pulls them
+from the registry, as on a production host (the sandbox's daemon built the images and would
+"pull" nothing). The environment is env/sandbox's values retargeted to jvb1 in a scratch
+checkout; nothing of it is published beyond the namespace's address.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import ssl
-import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -22,37 +29,69 @@ from pathlib import Path
 
 import paramiko
 
+from jitsi_ops import commands, stack
 from jitsi_ops import deploy as pipeline
-from jitsi_ops import stack
-from jitsi_ops.environments import rendered_values
+from jitsi_ops import plan as planning
+from jitsi_ops.environments import fill_secrets, rendered_values
 from jitsi_ops.settings import Environment, load_environment
-from jitsi_ops.ssh import connect
+from jitsi_ops.ssh import SshRunner, connect
+from jitsi_ops.verify.hostside import loopback_get
 from tests.testbed.provision import provision
 
 REPO = Path(__file__).resolve().parents[2]
 OLD, NEW = "stable-11146-1", "stable-11146-2"
-URL = "https://127.0.0.1:8443/"
+ADDRESS = "10.231.1.2"  # jvb1's namespace address
+ROOT = Path("/srv/jitsi-ops-bench")
+URL = f"https://{ADDRESS}:8443/"
 PROBE_EVERY = 0.05
 
 
-def sandbox(release: str) -> Environment:
-    return load_environment("sandbox", REPO, environ={"JITSI_OPS_JITSI_IMAGE_VERSION": release})
+def scratch_checkout(directory: Path) -> Path:
+    """A checkout whose env/bench is env/sandbox on jvb1."""
+    shutil.copytree(REPO / "compose", directory / "compose")
+    shutil.copytree(REPO / "env" / "sandbox", directory / "env" / "bench")
+    shutil.copy(REPO / "env" / "common.env", directory / "env" / "common.env")
+    (directory / "env" / "bench" / "secrets.env").unlink(missing_ok=True)
+    testbed = REPO / ".testbed"
+    toml = directory / "env" / "bench" / "deploy.toml"
+    toml.write_text(
+        toml.read_text()
+        .replace('address = "sandbox"', 'address = "jvb1"')
+        .replace('project = "jitsi-sandbox"', 'project = "jitsi-bench"')
+        .replace("/srv/jitsi-ops-sandbox", str(ROOT))
+        .replace('"../../.testbed/ssh_config"', json.dumps(str(testbed / "ssh_config")))
+        .replace('"../../.testbed/known_hosts"', json.dumps(str(testbed / "known_hosts")))
+    )
+    values = directory / "env" / "bench" / "jitsi.env"
+    values.write_text(
+        values.read_text()
+        .replace("/srv/jitsi-ops-sandbox", str(ROOT))
+        .replace("127.0.0.1:8443", f"{ADDRESS}:8443")
+        .replace("PUBLISH_ADDRESS=127.0.0.1", f"PUBLISH_ADDRESS={ADDRESS}")
+        .replace("JVB_ADVERTISE_IPS=127.0.0.1", f"JVB_ADVERTISE_IPS={ADDRESS}")
+    )
+    return directory
+
+
+def bench_env(checkout: Path, release: str) -> Environment:
+    return load_environment("bench", checkout, environ={"JITSI_OPS_JITSI_IMAGE_VERSION": release})
 
 
 def https_up(cert: Path) -> bool:
     try:
         context = ssl.create_default_context(cafile=str(cert))
-        context.check_hostname = False  # the pinned self-signed sandbox certificate is the only CA
+        context.check_hostname = False  # the pinned self-signed certificate is the only CA
         with urllib.request.urlopen(URL, context=context, timeout=1) as response:
             return bool(response.status == 200)
     except (OSError, ssl.SSLError):
         return False
 
 
-def bridges_up() -> bool:
+def bridges_up(runner: SshRunner) -> bool:
+    """jicofo counts a bridge (its REST listens on the host's own 127.0.0.1)."""
     try:
-        with urllib.request.urlopen("http://127.0.0.1:8888/stats", timeout=1) as response:
-            stats = json.load(response)
+        answer = loopback_get(runner, 8888, "/stats", 1.0)
+        stats = json.loads(answer.body)
         return bool(stats["bridge_selector"]["operational_bridge_count"] >= 1)
     except (OSError, ValueError, KeyError):
         return False
@@ -85,24 +124,37 @@ class Prober:
         self._thread.join()
 
 
-def wait_healthy(cert: Path, timeout: float = 120.0) -> float:
+def wait_healthy(cert: Path, probe: SshRunner, timeout: float = 180.0) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if https_up(cert) and bridges_up():
+        if https_up(cert) and bridges_up(probe):
             return time.monotonic() - started
         time.sleep(0.05)
-    raise SystemExit("sandbox did not become healthy")
+    raise SystemExit("the bench stack did not become healthy")
 
 
-def reset(env_old: Environment) -> None:
-    """Sandbox on OLD, healthy, deployed by jitsi-ops."""
-    runner = connect(env_old, env_old.deploy.main_host)
+def deploy_to(env: Environment) -> pipeline.DeployReport:
+    runner = connect(env, env.deploy.main_host)
     try:
-        report = pipeline.deploy(env_old, runner)
+        return pipeline.deploy(env, runner)
     finally:
         runner.close()
+
+
+def reset(env_old: Environment, env_new: Environment, probe: SshRunner, cert: Path) -> None:
+    """The stack on OLD, healthy, deployed by jitsi-ops, and NEW's images gone from the daemon
+    (so the next upgrade pulls them for real)."""
+    report = deploy_to(env_old)
     if report.result not in ("deployed", "nothing-to-do"):
-        raise SystemExit(f"could not reset the sandbox to {OLD}: {report.result} {report.error}")
+        raise SystemExit(f"could not reset to {OLD}: {report.result} {report.error}")
+    old_refs = set(
+        planning.target_images(rendered_values(env_old), stack.stack_files(env_old)).values()
+    )
+    new_refs = set(
+        planning.target_images(rendered_values(env_new), stack.stack_files(env_new)).values()
+    )
+    probe.run(["docker", "image", "rm", *sorted(new_refs - old_refs)], check=False)
+    wait_healthy(cert, probe)
 
 
 def counting_transports() -> Callable[[], int]:
@@ -118,29 +170,18 @@ def counting_transports() -> Callable[[], int]:
     return lambda: count["n"]
 
 
-def container_starts() -> dict[str, str]:
-    ids = subprocess.run(
-        ["docker", "ps", "-q", "--filter", "label=com.docker.compose.project=jitsi-sandbox"],
-        capture_output=True,
-        text=True,
-        check=True,
+def container_starts(probe: SshRunner) -> dict[str, str]:
+    ids = probe.run(
+        ["docker", "ps", "-q", "--filter", "label=com.docker.compose.project=jitsi-bench"]
     ).stdout.split()
-    out = subprocess.run(
-        ["docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}", *ids],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = probe.run(["docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}", *ids]).stdout
     return dict(line.split() for line in out.splitlines())
 
 
-def raw_upgrade(env_new: Environment, naive_down: bool) -> float:
+def raw_upgrade(env_new: Environment, probe: SshRunner, cert: Path, naive_down: bool) -> float:
     """The operator's manual upgrade with the same files; returns seconds until healthy."""
     runner = connect(env_new, env_new.deploy.main_host)
     target = stack.target_for(env_new)
-    from jitsi_ops import commands  # noqa: PLC0415
-
-    cert = Path(stack.resolve_config_dir(env_new, runner)) / "storage/web/keys/cert.crt"
     started = time.monotonic()
     try:
         stack.upload_stack(env_new, runner)
@@ -150,19 +191,19 @@ def raw_upgrade(env_new: Environment, naive_down: bool) -> float:
         runner.run([*target.base(), "up", "-d"], timeout=600)
     finally:
         runner.close()
-    wait_healthy(cert)
+    wait_healthy(cert, probe)
     return time.monotonic() - started
 
 
-def main() -> None:
-    provision(hosts=0, install_packages=False)
-    env_old, env_new = sandbox(OLD), sandbox(NEW)
-    config = Path(rendered_values(env_old)["CONFIG"])
-    cert = config / "storage/web/keys/cert.crt"
+def tear_down(env: Environment, probe: SshRunner) -> None:
+    probe.run(commands.compose_down(stack.target_for(env)), check=False, timeout=300)
+    shutil.rmtree(ROOT, ignore_errors=True)
+
+
+def measure(env_old: Environment, env_new: Environment, probe: SshRunner, cert: Path) -> None:
     connections = counting_transports()
 
-    reset(env_old)
-    wait_healthy(cert)
+    reset(env_old, env_new, probe, cert)
     runner = connect(env_new, env_new.deploy.main_host)
     before = connections()
     with Prober(cert) as ops_probe:
@@ -173,45 +214,59 @@ def main() -> None:
     ssh_per_deploy = connections() - before
     if report.result != "deployed":
         raise SystemExit(f"upgrade failed: {report.result} {report.error}")
-    gate = sum(p.seconds for p in report.phases if p.name == "gate")
+    phases = {p.name: p.seconds for p in report.phases}
+    gate = phases.get("gate", 0.0)
     ops_no_gate = ops_total - gate
 
-    reset(env_old)
-    wait_healthy(cert)
+    reset(env_old, env_new, probe, cert)
     with Prober(cert) as raw_probe:
-        raw_total = raw_upgrade(env_new, naive_down=False)
+        raw_total = raw_upgrade(env_new, probe, cert, naive_down=False)
 
-    reset(env_old)
-    wait_healthy(cert)
+    reset(env_old, env_new, probe, cert)
     with Prober(cert) as naive_probe:
-        naive_total = raw_upgrade(env_new, naive_down=True)
+        naive_total = raw_upgrade(env_new, probe, cert, naive_down=True)
 
-    reset(env_new)
-    starts = container_starts()
-    runner = connect(env_new, env_new.deploy.main_host)
+    report = deploy_to(env_new)
+    starts = container_starts(probe)
     started = time.monotonic()
-    noop = pipeline.deploy(env_new, runner)
+    noop = deploy_to(env_new)
     noop_time = time.monotonic() - started
-    runner.close()
-    restarted = sum(1 for cid, at in container_starts().items() if starts.get(cid) != at)
+    restarted = sum(1 for cid, at in container_starts(probe).items() if starts.get(cid) != at)
 
-    print("\njitsi-ops deploy benchmark (sandbox, one host, one run)")
-    print(f"  upgrade {OLD} -> {NEW}")
-    print(f"  jitsi-ops deploy wall time         {ops_total:7.2f} s (gate {gate:.2f} s)")
-    print(f"  jitsi-ops without the verify gate  {ops_no_gate:7.2f} s")
-    print(f"  raw pull && up -d + time to healthy{raw_total:7.2f} s")
-    print(f"  ratio (excl. verify) / raw         {ops_no_gate / raw_total:7.2f}   goal <= 1.10")
-    print(f"  ratio (incl. verify) / raw         {ops_total / raw_total:7.2f}")
-    print(f"  HTTPS unavailable: jitsi-ops       {ops_probe.down:7.2f} s")
+    print(f"\njitsi-ops deploy benchmark (testbed host jvb1, one run), upgrade {OLD} -> {NEW}")
+    print("  phases: " + ", ".join(f"{name} {secs:.2f}s" for name, secs in phases.items()))
+    print(f"  jitsi-ops deploy wall time          {ops_total:7.2f} s (gate {gate:.2f} s)")
+    print(f"  jitsi-ops without the verify gate   {ops_no_gate:7.2f} s")
+    print(f"  raw pull && up -d + time to healthy {raw_total:7.2f} s")
+    print(f"  ratio (excl. verify) / raw          {ops_no_gate / raw_total:7.2f}   goal <= 1.10")
+    print(f"  ratio (incl. verify) / raw          {ops_total / raw_total:7.2f}")
+    print(f"  HTTPS unavailable: jitsi-ops        {ops_probe.down:7.2f} s")
     print(
-        f"  HTTPS unavailable: naive down/pull/up {naive_probe.down:5.2f} s (raw pull+up: {raw_probe.down:.2f} s; naive total {naive_total:.2f} s)"
+        f"  HTTPS unavailable: naive down/pull/up {naive_probe.down:5.2f} s "
+        f"(raw pull+up: {raw_probe.down:.2f} s; naive total {naive_total:.2f} s)"
     )
     ratio = ops_probe.down / naive_probe.down if naive_probe.down else float("nan")
-    print(f"  unavailability ratio               {ratio:7.2f}   goal <= 0.2")
+    print(f"  unavailability ratio                {ratio:7.2f}   goal <= 0.2")
     print(
-        f"  no-op redeploy                     {noop_time:7.2f} s, {restarted} container restart(s) ({noop.result})   goal < 5 s, 0"
+        f"  no-op redeploy                      {noop_time:7.2f} s, {restarted} container "
+        f"restart(s) ({noop.result})   goal < 5 s, 0"
     )
-    print(f"  SSH connections per host per deploy {ssh_per_deploy:6d}   goal 1")
+    print(f"  SSH connections per host per deploy {ssh_per_deploy:7d}   goal 1")
+
+
+def main() -> None:
+    provision(hosts=1, install_packages=False)
+    with tempfile.TemporaryDirectory(prefix="jitsi-ops-bench-") as scratch:
+        checkout = scratch_checkout(Path(scratch))
+        fill_secrets(bench_env(checkout, OLD))
+        env_old, env_new = bench_env(checkout, OLD), bench_env(checkout, NEW)
+        cert = Path(rendered_values(env_old)["CONFIG"]) / "storage/web/keys/cert.crt"
+        probe = connect(env_old, env_old.deploy.main_host)
+        try:
+            measure(env_old, env_new, probe, cert)
+        finally:
+            tear_down(env_old, probe)
+            probe.close()
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def test_render_masks_secrets_and_round_trips_tricky_values(
     assert back["ETHERPAD_TITLE"] == TRICKY
     assert back["JVB_AUTH_PASSWORD"] == secrets_of(scratch_repo)["JVB_AUTH_PASSWORD"]
     assert back["COMPOSE_PROJECT_NAME"] == "jitsi"
-    assert back["COMPOSE_FILE"] == "docker-compose.yml:etherpad.yml:whiteboard.yml"
+    assert back["COMPOSE_FILE"] == "docker-compose.yml:etherpad.yml:whiteboard.yml:remote-jvb.yml"
 
 
 def test_render_normalises_booleans_and_applies_overrides(scratch_repo: Path) -> None:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .system import TestbedError, find_exe, has_exe, run
 
-REQUIRED = ("docker.io", "debootstrap", "docker-registry", "openssh-server", "iproute2")
+# sudo: the sandbox's non-root deploy user (tests/testbed/sudouser.py).
+REQUIRED = ("docker.io", "debootstrap", "docker-registry", "openssh-server", "iproute2", "sudo")
 COMPOSE_PLUGIN = Path("/usr/libexec/docker/cli-plugins/docker-compose")
 COMPOSE_SUITE = "trixie"  # the first Debian release whose docker-compose package is Compose v2
 _KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -114,7 +115,17 @@ def ensure_packages(install_flag: bool, log: Callable[[str], None]) -> bool:
 
 def _check_foreign_system(release: OsRelease) -> bool:
     """Outside Debian >= 12 nothing is installed: go on only if every tool is already there."""
-    tools = ("dockerd", "docker", "debootstrap", "docker-registry", "sshd", "ssh-keygen", "ip")
+    tools = (
+        "dockerd",
+        "docker",
+        "debootstrap",
+        "docker-registry",
+        "sshd",
+        "ssh-keygen",
+        "ip",
+        "sudo",
+        "visudo",
+    )
     missing = [tool for tool in tools if not has_exe(tool)]
     if not compose_v2_available():
         missing.append("docker compose (v2 plugin)")

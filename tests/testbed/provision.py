@@ -23,11 +23,11 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from . import packages, sshhosts
+from . import packages, sshhosts, sudouser
 from .daemons import Daemon, ensure_daemon, stop_daemon
 from .netns import ensure_netns, remove_network
 from .sshhosts import Host
@@ -70,6 +70,11 @@ class TestbedInfo:
     docker_hosts: Mapping[str, str]
     engine_preexisting: bool
     timings: Mapping[str, float] = field(default_factory=dict)
+    # The sandbox's non-root deploy user (sudo with a password): its ssh_config alias and the
+    # file holding its password.
+    sudo_alias: str = sudouser.SUDO_ALIAS
+    sudo_user: str = sudouser.SUDO_USER
+    sudo_password_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -286,12 +291,19 @@ def ensure_keys(layout: Layout) -> Action:
     return Action.CREATED if created or changed else Action.REUSED
 
 
-def ensure_sshd(layout: Layout, state: State, host: Host, *, restart: bool = False) -> Action:
+def ensure_sshd(
+    layout: Layout,
+    state: State,
+    host: Host,
+    *,
+    restart: bool = False,
+    user_keys: tuple[tuple[str, Path], ...] = (),
+) -> Action:
     """One sshd with its own host key; restarted when its config changed."""
     host.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     sshhosts.ensure_key(host.host_key, f"jitsi-ops-testbed-{host.alias}")
     changed = write_if_changed(
-        host.sshd_config, sshhosts.render_sshd_config(host, layout.authorized_keys)
+        host.sshd_config, sshhosts.render_sshd_config(host, layout.authorized_keys, user_keys)
     )
     pidfile = host.directory / "sshd.pid"
     daemon = Daemon(
@@ -530,14 +542,23 @@ def _provision_locked(
     )
     timer.step("registry", lambda: ensure_registry(layout, state, config_changed=registry_changed))
     timer.step("ssh keys", lambda: ensure_keys(layout))
+    timer.step("sudo user", lambda: sudouser.ensure_sudo_user(layout, state))
     all_hosts = [sandbox_host(layout, state.engine_host)]
-    timer.step("sandbox sshd", lambda: ensure_sshd(layout, state, all_hosts[0]))
+    sudo_keys = ((sudouser.SUDO_USER, sudouser.authorized_keys_file(sudouser.home_of())),)
+    timer.step(
+        "sandbox sshd", lambda: ensure_sshd(layout, state, all_hosts[0], user_keys=sudo_keys)
+    )
     for n in range(1, state.hosts + 1):
         all_hosts.append(
             ensure_extra_host(layout, state, n, timer.step, registry_changed=registry_changed)
         )
-    timer.step("ssh client files", lambda: write_client_files(layout, all_hosts))
-    timer.step("ssh logins", lambda: _check_logins(layout, all_hosts))
+    # One more login to the sandbox's sshd: the non-root deploy user.
+    logins = [
+        *all_hosts,
+        replace(all_hosts[0], alias=sudouser.SUDO_ALIAS, user=sudouser.SUDO_USER),
+    ]
+    timer.step("ssh client files", lambda: write_client_files(layout, logins))
+    timer.step("ssh logins", lambda: _check_logins(layout, logins))
     cache = "skipped"
     if with_images:
         began = time.monotonic()
@@ -569,6 +590,7 @@ def _info(layout: Layout, state: State, hosts: list[Host], timer: _Timer) -> Tes
         docker_hosts={host.alias: host.docker_host for host in hosts},
         engine_preexisting=not state.engine_started,
         timings={name: seconds for name, (seconds, _) in timer.steps.items()},
+        sudo_password_file=sudouser.password_file(layout),
     )
 
 
@@ -605,6 +627,8 @@ def _teardown_locked(layout: Layout, state: State, log: Log, keep_standins: bool
     phases: list[tuple[str, Callable[[], None]]] = [
         ("stand-ins", lambda: None if keep_standins else _remove_standins(state, log)),
         ("daemons", lambda: _stop_daemons(state, log)),
+        # After the sshds: no session of the user is left to keep userdel from working.
+        ("sudo user", lambda: sudouser.remove_sudo_user(state, log)),
         ("mounts", lambda: unmount(mounts_under([layout.state, layout.run]), log)),
         ("network", lambda: remove_network(state, log)),
         ("cgroups", lambda: _remove_cgroups(state.cgroups, log)),
@@ -705,6 +729,7 @@ def status() -> TestbedStatus:
         pid = running_pid(Path(spec["pidfile"]), spec["exe"], spec["marker"])
         checks.append(Check(name, pid is not None, f"pid {pid}" if pid else "not running"))
     checks += [Check(f"netns {netns}", (NETNS_DIR / netns).exists(), "") for netns in state.netns]
+    checks += [Check(f"user {user}", sudouser.user_exists(user), "") for user in state.users]
     return TestbedStatus(True, layout.state, tuple(checks))
 
 

@@ -26,6 +26,7 @@ class Host:
     directory: Path
     docker_host: str
     netns: str | None = None
+    user: str = "root"  # the login of this alias in the client ssh_config
 
     @property
     def host_key(self) -> Path:
@@ -54,8 +55,19 @@ def ensure_key(path: Path, comment: str) -> bool:
     return True
 
 
-def render_sshd_config(host: Host, authorized_keys: Path) -> str:
-    """sshd_config of a throw-away sshd: key-only root login on one address."""
+def render_sshd_config(
+    host: Host, authorized_keys: Path, user_keys: Sequence[tuple[str, Path]] = ()
+) -> str:
+    """sshd_config of a throw-away sshd: key-only root login on one address.
+
+    ``user_keys``: other users who may log in, each with its own AuthorizedKeysFile (sshd reads
+    it as that user, who cannot read root's file in the 0700 state dir).
+    """
+    matches = [
+        line
+        for user, keys in user_keys
+        for line in (f"Match User {user}", f"    AuthorizedKeysFile {keys}")
+    ]
     return "\n".join(
         [
             f"# sshd of the jitsi-ops testbed host {host.alias!r}; written by tests/testbed",
@@ -74,6 +86,8 @@ def render_sshd_config(host: Host, authorized_keys: Path) -> str:
             "Subsystem sftp internal-sftp",
             # Each host talks to its own engine, like a real remote machine.
             f"SetEnv DOCKER_HOST={host.docker_host}",
+            # Match blocks last: everything after a Match line belongs to it.
+            *matches,
             "",
         ]
     )
@@ -99,7 +113,7 @@ def render_ssh_config(hosts: Sequence[Host], key: Path, known_hosts: Path) -> st
                     f"Host {host.alias}",
                     f"    HostName {host.address}",
                     f"    Port {host.port}",
-                    "    User root",
+                    f"    User {host.user}",
                     f"    IdentityFile {key}",
                     "    IdentitiesOnly yes",
                     f"    UserKnownHostsFile {known_hosts}",
@@ -119,7 +133,8 @@ def render_known_hosts(hosts: Sequence[Host]) -> str:
     for host in hosts:
         key_type, key_data = host.host_key.with_suffix(".pub").read_text().split()[:2]
         lines += [f"{name} {key_type} {key_data}" for name in (host.known_hosts_name, host.alias)]
-    return "\n".join(lines) + "\n"
+    # Several aliases (logins) of one sshd share its address line: keep each line once.
+    return "\n".join(dict.fromkeys(lines)) + "\n"
 
 
 def check_logins(hosts: Sequence[Host], ssh_config: Path, timeout: float = 15) -> None:

@@ -7,6 +7,7 @@ State dir ``<repo>/.testbed/`` (removed by teardown)::
 
     provisioned.json                what was created/started (teardown reads only this)
     id_ed25519[.pub], authorized_keys, known_hosts, ssh_config
+    sudo_password                   the sandbox's non-root deploy user's password (0600)
     registry.yml, registry/         registry config and storage; registry.pid/.log
     engine/                         dockerd.pid/.log when the engine was started by us
     sandbox/                        sshd_config, host key, sshd.pid/.log of the loopback host
@@ -113,6 +114,8 @@ class State:
     dirs: list[str] = field(default_factory=list)  # removed with everything in them
     mounts: list[str] = field(default_factory=list)  # unmounted when empty
     empty_dirs: list[str] = field(default_factory=list)  # removed only when empty
+    users: list[str] = field(default_factory=list)  # removed with their home (userdel -r)
+    files: list[str] = field(default_factory=list)  # single files outside the state dir
 
     @classmethod
     def load(cls, path: Path) -> State | None:
@@ -137,7 +140,7 @@ class State:
         tmp.replace(self.path)
 
     def remember(self, kind: str, name: str) -> None:
-        """Record a namespace, link, cgroup or directory we created."""
+        """Record a namespace, link, cgroup, directory, user or file we created."""
         items: list[str] = getattr(self, kind)
         if name not in items:
             items.append(name)

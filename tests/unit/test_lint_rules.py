@@ -28,7 +28,7 @@ from jitsi_ops.lint import (
     run_checks,
 )
 from jitsi_ops.secrets import is_secret_key
-from jitsi_ops.settings import load_environment
+from jitsi_ops.settings import Host, load_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
@@ -113,8 +113,62 @@ WB = "WHITEBOARD_COLLAB_SERVER_PUBLIC_URL"
 WBB = "WHITEBOARD_COLLAB_SERVER_URL_BASE"
 ADV = "JVB_ADVERTISE_IPS"
 IMG = "JITSI_IMAGE_VERSION"
+MAIN = Host("meet.example.com")
+
+
+def bridges(**values: str) -> dict[str, Any]:
+    """Options for an environment with one bridge host carrying `values`."""
+    return {"hosts": (MAIN, Host("jvb2.example.com", role="jvb", values=tuple(values.items())))}
+
+
+GOOD_BRIDGE = bridges(JVB_XMPP_SERVER="10.0.0.1", JVB_ADVERTISE_IPS="198.51.100.12")
 
 FIRES: list[Fires] = [
+    Fires(
+        "bridge-xmpp-server",
+        "unset",
+        {},
+        "error",
+        "JVB_XMPP_SERVER",
+        "jvb2.example.com",
+        bridges(JVB_ADVERTISE_IPS="198.51.100.12"),
+    ),
+    Fires(
+        "bridge-xmpp-server",
+        "environment-wide",
+        {"JVB_XMPP_SERVER": "10.0.0.1"},
+        "warning",
+        "JVB_XMPP_SERVER",
+        "'10.0.0.1'",
+        bridges(JVB_ADVERTISE_IPS="198.51.100.12"),
+    ),
+    Fires(
+        "bridge-advertise-ips",
+        "inherited",
+        {},
+        "error",
+        ADV,
+        "198.51.100.7",
+        bridges(JVB_XMPP_SERVER="10.0.0.1"),
+    ),
+    Fires(
+        "bridge-advertise-ips",
+        "none",
+        {ADV: None},
+        "warning",
+        ADV,
+        "no address",
+        bridges(JVB_XMPP_SERVER="10.0.0.1"),
+    ),
+    Fires(
+        "bridge-xmpp-exposure",
+        "all-interfaces",
+        {},
+        "warning",
+        "XMPP_PUBLISH_ADDRESS",
+        "every interface",
+        GOOD_BRIDGE,
+    ),
     # PUBLIC_URL
     Fires("public-url-required", "unset", {U: None}, "error", U, "not set"),
     Fires("public-url-required", "empty", {U: ""}, "error", U, "not set"),
@@ -725,6 +779,12 @@ FIRES: list[Fires] = [
 ]
 
 QUIET: list[Quiet] = [
+    Quiet("bridge-xmpp-server", "single-host"),
+    Quiet("bridge-xmpp-server", "per-host", options=GOOD_BRIDGE),
+    Quiet("bridge-advertise-ips", "single-host"),
+    Quiet("bridge-advertise-ips", "per-host", options=GOOD_BRIDGE),
+    Quiet("bridge-xmpp-exposure", "single-host"),
+    Quiet("bridge-xmpp-exposure", "bound", {"XMPP_PUBLISH_ADDRESS": "10.0.0.1"}, GOOD_BRIDGE),
     *(Quiet(rule_id, "good") for rule_id in sorted(RULES)),
     Quiet(
         "public-url-scheme",

@@ -4,7 +4,9 @@ Contract kept from the real image (docker-jitsi-meet stable-11146-2):
 - logs into prosody as ``${JVB_AUTH_USER:-jvb}@${XMPP_AUTH_DOMAIN}`` with ``JVB_AUTH_PASSWORD``
   (exits with FATAL when it is empty) and joins ``${JVB_BREWERY_MUC:-jvbbrewery}@
   ${XMPP_INTERNAL_MUC_DOMAIN}`` with nick ``JVB_INSTANCE_ID`` (random when unset), publishing a
-  colibri ``<stats/>`` element (drain, shutting_down, version) in its presence;
+  colibri ``<stats/>`` element (drain, shutting_down, version) in its presence; the XMPP
+  server is ``JVB_XMPP_SERVER:JVB_XMPP_PORT``, falling back to ``XMPP_SERVER`` and 5222 like
+  the real jvb.conf template (a bridge on another host sets them to the main host);
 - REST on 0.0.0.0:8080: ``/about/health`` (200, empty body, when connected and in the brewery;
   500 otherwise), ``/about/version``, ``/colibri/drain`` (GET; POST ``/enable``, ``/disable``),
   ``/metrics``; ``/colibri/stats`` only with ``COLIBRI_REST_ENABLED``; ``POST /colibri/shutdown``
@@ -64,8 +66,10 @@ class Bridge:
             component=COMPONENT,
             jid=f"{env('JVB_AUTH_USER', 'jvb')}@{auth_domain}",
             password=password,
-            server=env("XMPP_SERVER", "xmpp.meet.jitsi").split(",")[0].strip(),
-            port=int(env("XMPP_PORT", "5222")),
+            server=env("JVB_XMPP_SERVER", env("XMPP_SERVER", "xmpp.meet.jitsi"))
+            .split(",")[0]
+            .strip(),
+            port=int(env("JVB_XMPP_PORT", "5222")),
             room=f"{brewery}@{muc_domain}",
             nick=self.instance_id,
             presence_payload=self.stats_element,

@@ -1,0 +1,173 @@
+"""`invoke deploy` on an environment with a bridge host: the sandbox (main) plus jvb1, a network
+namespace with its own sshd and dockerd, whose videobridge reaches the main host's prosody
+over the published XMPP port (remote-jvb.yml) and runs from jvb.yml alone.
+
+The namespace shares the filesystem with the sandbox, so jvb1 gets its own stack, CONFIG and
+backup directories through its deploy.toml host entry (on real machines they may be the same).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dotenv import dotenv_values
+
+from jitsi_ops.settings import Environment
+from tests.e2e.conftest import REPO_ROOT, SANDBOX_ROOT, run_invoke
+
+OLD, NEW = "stable-11146-1", "stable-11146-2"
+PROJECT = "jitsi-sandbox"
+JVB1_ROOT = Path(SANDBOX_ROOT) / "jvb1"
+JVB1_STACK = JVB1_ROOT / "stack"
+JVB1_BACKUPS = JVB1_ROOT / "backups"
+MAIN_STACK = Path(SANDBOX_ROOT) / "stack"
+HOST_SIDE = "10.231.1.1"  # the sandbox's end of jvb1's veth pair
+JVB1_ADDRESS = "10.231.1.2"
+TESTBED = REPO_ROOT / ".testbed"
+
+
+def on_jvb1(command: str) -> subprocess.CompletedProcess[str]:
+    """A shell command on jvb1 over the testbed's ssh_config (jvb1's own dockerd)."""
+    return subprocess.run(
+        ["ssh", "-F", str(TESTBED / "ssh_config"), "jvb1", command],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def jvb1_containers() -> dict[str, tuple[str, str, str]]:
+    """service -> (id, image, started at) of the project on jvb1."""
+    listing = on_jvb1(
+        f"docker ps -aq --filter label=com.docker.compose.project={PROJECT} | "
+        "xargs -r docker inspect"
+    )
+    assert listing.returncode == 0, listing.stderr
+    inspected = json.loads(listing.stdout or "[]")
+    return {
+        c["Config"]["Labels"]["com.docker.compose.service"]: (
+            c["Id"],
+            c["Config"]["Image"],
+            c["State"]["StartedAt"],
+        )
+        for c in inspected
+    }
+
+
+def remove_jvb1_project() -> None:
+    on_jvb1(
+        f"docker ps -aq --filter label=com.docker.compose.project={PROJECT} | xargs -r docker rm -f; "
+        f"docker network ls -q --filter label=com.docker.compose.project={PROJECT} | "
+        "xargs -r docker network rm"
+    )
+
+
+def jicofo_bridges() -> int:
+    """operational_bridge_count of the sandbox's jicofo (REST on the sandbox's 127.0.0.1)."""
+    with urllib.request.urlopen("http://127.0.0.1:8888/stats", timeout=5) as answer:
+        stats = json.loads(answer.read())
+    selector = stats.get("bridge_selector", stats)
+    return int(selector["operational_bridge_count"])
+
+
+def secrets() -> list[str]:
+    values = dotenv_values(REPO_ROOT / "env" / "sandbox" / "secrets.env")
+    return [v for v in values.values() if v]
+
+
+@pytest.fixture
+def two_hosts(clean_sandbox: Environment, tmp_path: Path) -> Iterator[Path]:
+    """An operator checkout whose sandbox environment has jvb1 as a bridge host."""
+    repo = tmp_path / "ops"
+    shutil.copytree(REPO_ROOT / "compose", repo / "compose")
+    shutil.copytree(REPO_ROOT / "env", repo / "env")
+    shutil.copy(REPO_ROOT / "tasks.py", repo / "tasks.py")
+    toml = repo / "env" / "sandbox" / "deploy.toml"
+    text = (
+        toml.read_text()
+        .replace('"../../.testbed/ssh_config"', json.dumps(str(TESTBED / "ssh_config")))
+        .replace('"../../.testbed/known_hosts"', json.dumps(str(TESTBED / "known_hosts")))
+    )
+    bridge = f"""
+[[hosts]]
+address = "jvb1"
+role = "jvb"
+stack_dir = "{JVB1_STACK}"
+backup_dir = "{JVB1_BACKUPS}"
+values = {{ JVB_XMPP_SERVER = "{HOST_SIDE}", JVB_ADVERTISE_IPS = "{JVB1_ADDRESS}", PUBLISH_ADDRESS = "", CONFIG = "{JVB1_ROOT / "config"}" }}
+"""
+    # The bridge host goes right after the main host's table (before [ssh]).
+    text = text.replace("\n[ssh]", bridge + "\n[ssh]", 1)
+    toml.write_text(text)
+    jitsi_env = repo / "env" / "sandbox" / "jitsi.env"
+    jitsi_env.write_text(jitsi_env.read_text() + f"XMPP_PUBLISH_ADDRESS={HOST_SIDE}\n")
+    remove_jvb1_project()
+    yield repo
+    remove_jvb1_project()
+
+
+def deploy(repo: Path, release: str) -> subprocess.CompletedProcess[str]:
+    result = run_invoke(
+        "deploy", "--env", "sandbox", env={"JITSI_OPS_JITSI_IMAGE_VERSION": release}, root=repo
+    )
+    for value in secrets():
+        assert value not in result.stdout + result.stderr, "a secret value appeared in output"
+    return result
+
+
+def test_bridge_host_joins_and_is_upgraded_with_the_main_host(two_hosts: Path) -> None:
+    first = deploy(two_hosts, OLD)
+    output = first.stdout + first.stderr
+    assert first.returncode == 0, output
+    assert "jvb1 (jvb)" in output and f"deployed {OLD} (verified)" in output, output
+    assert jicofo_bridges() == 2, "jicofo does not see both bridges"
+
+    bridge = jvb1_containers()
+    assert set(bridge) == {"jvb"}, f"jvb1 runs {sorted(bridge)}"
+    assert bridge["jvb"][1].endswith(f"/jvb:{OLD}"), bridge
+    bridge_env = dotenv_values(JVB1_STACK / ".env", interpolate=False)
+    assert bridge_env["COMPOSE_FILE"] == "jvb.yml", bridge_env.get("COMPOSE_FILE")
+    assert bridge_env["JVB_XMPP_SERVER"] == HOST_SIDE
+    assert bridge_env["JVB_ADVERTISE_IPS"] == JVB1_ADDRESS
+    assert bridge_env.get("JVB_AUTH_PASSWORD"), "the bridge needs its XMPP password"
+    leaked = sorted(k for k in ("JICOFO_AUTH_PASSWORD", "JIGASI_XMPP_PASSWORD") if k in bridge_env)
+    assert not leaked, f"the bridge host got passwords it does not use: {leaked}"
+    assert stat.S_IMODE((JVB1_STACK / ".env").stat().st_mode) == 0o600
+    main_env = dotenv_values(MAIN_STACK / ".env", interpolate=False)
+    assert "remote-jvb.yml" in (main_env["COMPOSE_FILE"] or "").split(":"), main_env["COMPOSE_FILE"]
+    assert main_env["JVB_ADVERTISE_IPS"] == "127.0.0.1", "bridge values leaked into the main host"
+    state = json.loads((JVB1_STACK / ".jitsi-ops" / "state.json").read_text())
+    assert state["release"] == OLD, state
+
+    upgrade = deploy(two_hosts, NEW)
+    output = upgrade.stdout + upgrade.stderr
+    assert upgrade.returncode == 0, output
+    assert f"deployed {NEW} (verified)" in output, output
+    upgraded = jvb1_containers()
+    assert upgraded["jvb"][1].endswith(f"/jvb:{NEW}"), upgraded
+    assert upgraded["jvb"][0] != bridge["jvb"][0], "the bridge container was not recreated"
+    assert jicofo_bridges() == 2
+    manifests = sorted(JVB1_BACKUPS.glob("*.json"))
+    assert manifests, f"no backup on jvb1 in {JVB1_BACKUPS}"
+    assert json.loads(manifests[-1].read_text())["release"] == OLD
+
+    again = deploy(two_hosts, NEW)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "nothing to do" in again.stdout, again.stdout
+    assert jvb1_containers() == upgraded, "a no-op redeploy restarted the bridge"
+
+    plan = run_invoke(
+        "plan", "--env", "sandbox", env={"JITSI_OPS_JITSI_IMAGE_VERSION": OLD}, root=two_hosts
+    )
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    # Going back is planned on both hosts: the bridge's own section names its image change.
+    bridge_section = plan.stdout.split("jvb1:", 1)[-1]
+    assert "jvb1:" in plan.stdout and f"jvb:{OLD}" in bridge_section, plan.stdout
