@@ -68,6 +68,15 @@ def compose_up(target: ComposeTarget, *, wait: bool = False) -> list[str]:
     return argv
 
 
+def compose_up_only(target: ComposeTarget, services: Sequence[str]) -> list[str]:
+    """Converge `services` (and what they depend on), not the services that depend on them.
+
+    No --no-deps: Compose drops depends_on from a service it starts that way, which changes
+    the container's config hash, and the next full `up` would recreate it once more.
+    """
+    return [*target.base(), "up", "-d", *services]
+
+
 def compose_down(target: ComposeTarget, *, volumes: bool = False) -> list[str]:
     """Stop and remove the project's containers (and anonymous volumes when asked)."""
     return [*target.base(), "down", "--remove-orphans", *(["-v"] if volumes else [])]

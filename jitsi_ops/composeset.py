@@ -6,6 +6,7 @@ import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -27,6 +28,14 @@ _ENABLED_BY: Mapping[str, str] = {
 # Read by Compose itself rather than by a service; written into the rendered .env.
 COMPOSE_VARIABLES = frozenset({"COMPOSE_PROJECT_NAME", "COMPOSE_FILE", "COMPOSE_PATH_SEPARATOR"})
 _INTERPOLATION_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@functools.lru_cache(maxsize=64)
+def load_yaml(data: bytes) -> Any:
+    """A compose file's document, cached by content (a run reads the same few files many
+    times). Callers only read it. libyaml's loader is ~10x faster on the 500-line core file."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(data.decode("utf-8"), Loader=loader) or {}  # noqa: S506 - a safe loader
 
 
 def compose_dir(root: Path, layout: Layout) -> Path:
@@ -69,7 +78,7 @@ def set_files(root: Path, layout: Layout) -> list[Path]:
 def variables_in(text: str) -> set[str]:
     """Variables a compose file consumes: `environment:` entries and every `${VAR}` interpolation."""
     names = set(_INTERPOLATION_RE.findall(text))
-    document = yaml.safe_load(text) or {}
+    document = load_yaml(text.encode("utf-8"))
     for service in (document.get("services") or {}).values():
         environment = (service or {}).get("environment") or []
         if isinstance(environment, dict):

@@ -16,8 +16,9 @@ import contextlib
 import dataclasses
 import posixpath
 import socket
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -38,6 +39,7 @@ MIN_DOCKER = (20, 10)
 MIN_COMPOSE = (2, 20)
 PULL_TIMEOUT = 900.0
 UP_TIMEOUT = 600.0
+FRONT_SERVICE = "web"  # what users reach: restarted last and alone
 
 
 @dataclass
@@ -60,6 +62,7 @@ class PhaseResult:
 
 
 PhaseCallback = Callable[[PhaseResult], None]
+Progress = Callable[[str], None] | None
 Verifier = Callable[[Environment, Mapping[Any, Runner], float], VerifyReport]
 
 
@@ -325,7 +328,7 @@ def snapshot(runner: Runner, env: Environment, current: facts.HostFacts) -> Snap
     return Snapshot(MappingProxyType(files), MappingProxyType(image_ids), release, running)
 
 
-def pre_pull(runner: Runner, refs: list[str], progress: Callable[[str], None] | None) -> str:
+def pre_pull(runner: Runner, refs: list[str], progress: Progress) -> str:
     """Pull every target image before anything stops; the first failure ends the run."""
     for index, ref in enumerate(refs, 1):
         if progress:
@@ -334,15 +337,72 @@ def pre_pull(runner: Runner, refs: list[str], progress: Callable[[str], None] | 
     return f"{len(refs)} image(s)"
 
 
-def apply_target(env: Environment, runner: Runner, previous: Snapshot) -> str:
-    """Prepare CONFIG, upload the target set, drop compose files no longer used, `up -d`."""
+class BackgroundPull:
+    """pre_pull() of every host on threads of their own, started before the backup: pulling
+    changes nothing the running stack uses, so it need not wait for the backup, and on a real
+    host the two together take about as long as the longer one. wait() (the pull phase) joins
+    them and raises the first failure; nothing is applied before it returned."""
+
+    def __init__(self, jobs: Sequence[tuple[str, Runner, list[str]]], progress: Progress) -> None:
+        self._details: dict[str, str] = {}
+        self._errors: list[BaseException] = []
+        self._started = time.monotonic()
+        self._seconds = 0.0
+        # Daemon threads: an interrupted run must be able to exit without waiting for a pull
+        # that hangs on an unreachable registry.
+        self._threads = [
+            threading.Thread(target=self._pull, args=(*job, progress), daemon=True) for job in jobs
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _pull(self, label: str, runner: Runner, refs: list[str], progress: Progress) -> None:
+        try:
+            self._details[label] = pre_pull(runner, refs, progress)
+        except BaseException as exc:  # handed to the waiting thread
+            self._errors.append(exc)
+        finally:
+            self._seconds = max(self._seconds, time.monotonic() - self._started)
+
+    def wait(self) -> str:
+        """Join the pulls; the first failure is raised here."""
+        for thread in self._threads:
+            thread.join()
+        if self._errors:
+            raise self._errors[0]
+        details = [f"{label}: {text}" if label else text for label, text in self._details.items()]
+        return "; ".join(details) + f" ({self._seconds:.1f}s, alongside the backup)"
+
+
+def apply_target(
+    env: Environment, runner: Runner, previous: Snapshot, recreate: Sequence[str] = ()
+) -> str:
+    """Prepare CONFIG, upload the target set, drop compose files no longer used, `up -d`.
+
+    When web is recreated, Compose alone would stop it first and start it only after every
+    other recreated container (the backends it depends on, the whiteboard that depends on
+    it) has been replaced, keeping HTTPS down all that time. So the backends come up first,
+    then web on its own, then the rest: HTTPS is down only for web's own restart.
+    """
     config = stack.prepare_config_dirs(env, runner)
     uploaded = stack.upload_stack(env, runner)
     stale = [n for n in previous.files if n.endswith(".yml") and n not in uploaded]
     if stale:
         runner.run(["rm", "-f", "--", *(posixpath.join(env.deploy.stack_dir, n) for n in stale)])
-    runner.run(commands.compose_up(stack.target_for(env)), timeout=UP_TIMEOUT)
-    return f"CONFIG {config}; uploaded {', '.join(uploaded)}"
+    target = stack.target_for(env)
+    front = {FRONT_SERVICE, *stack.dependents(env, FRONT_SERVICE)}
+    behind = [s for s in recreate if s not in front]
+    detail = f"CONFIG {config}; uploaded {', '.join(uploaded)}"
+    if FRONT_SERVICE in recreate:
+        steps = [behind] if behind else []
+        if len(front) > 1:
+            steps.append([FRONT_SERVICE])
+        for services in steps:
+            runner.run(commands.compose_up_only(target, services), timeout=UP_TIMEOUT)
+        if steps:
+            detail += "; in order: " + " | ".join(", ".join(step) for step in steps) + " | rest"
+    runner.run(commands.compose_up(target), timeout=UP_TIMEOUT)
+    return detail
 
 
 def environment_of(env: Environment, env_text: str) -> Environment:
@@ -638,16 +698,17 @@ class _Run:
                 timeline.skip(name, "nothing to do")
             report.result = "nothing-to-do"
             return
+        jobs = [("", runner, sorted(set(main_plan.target_images.values())))]
+        for bridge in changed_bridges:
+            assert bridge.plan is not None  # planned above
+            jobs.append(
+                (bridge.host.label, bridge.runner, sorted(set(bridge.plan.target_images.values())))
+            )
+        pulls = BackgroundPull(jobs, progress)
         with timeline.phase("backup") as phase:
             phase.detail = self.backup_hosts(previous, changed_bridges)
         with timeline.phase("pull") as phase:
-            phase.detail = pre_pull(runner, sorted(set(main_plan.target_images.values())), progress)
-            for bridge in changed_bridges:
-                assert bridge.plan is not None  # planned above
-                bridge_refs = sorted(set(bridge.plan.target_images.values()))
-                phase.detail += f"; {bridge.host.label}: " + pre_pull(
-                    bridge.runner, bridge_refs, progress
-                )
+            phase.detail = pulls.wait()
         if self.step is not None and not self.step.empty:
             with timeline.phase("migrate") as phase:
                 phase.detail = migrations.run_step(
@@ -661,7 +722,7 @@ class _Run:
         else:
             timeline.skip("migrate", "no migrations")
         with timeline.phase("apply") as phase:
-            phase.detail = apply_target(env, runner, previous)
+            phase.detail = apply_target(env, runner, previous, main_plan.services_to_recreate)
             for bridge in changed_bridges:
                 assert bridge.previous is not None  # snapshot taken in the plan phase
                 apply_target(bridge.env, bridge.runner, bridge.previous)

@@ -25,7 +25,6 @@ text is scrubbed of the secret values of both the current and the target `.env`.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -34,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from jitsi_ops.composeset import load_yaml
 from jitsi_ops.envfile import interpolate as interpolate_env
 from jitsi_ops.envfile import masked_diff, parse_entries
 from jitsi_ops.errors import ConfigError
@@ -172,21 +172,13 @@ def compose_file_names(names: Iterable[str]) -> list[str]:
     return [name for name in names if name.endswith((".yml", ".yaml"))]
 
 
-@functools.lru_cache(maxsize=32)
-def _load_yaml(data: bytes) -> Any:
-    # Cached by content: plan() reads the same few files several times per run. The result is
-    # only read, never modified. libyaml's loader is ~10x faster on the 500-line core file.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(data.decode("utf-8"), Loader=loader) or {}  # noqa: S506 - a safe loader
-
-
 def parse_services(target_files: Mapping[str, bytes]) -> dict[str, ServiceSpec]:
     """Services of the target compose files (in -f order; later files extend earlier ones)."""
     specs: dict[str, ServiceSpec] = {}
     global_names: set[str] = set()
     for file_name in compose_file_names(target_files):
         try:
-            document = _load_yaml(target_files[file_name])
+            document = load_yaml(target_files[file_name])
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(
                 f"{file_name}: not valid YAML ({exc.__class__.__name__})",

@@ -18,6 +18,7 @@ import hashlib
 import io
 import posixpath
 import shlex
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -149,6 +150,93 @@ def cat_argv(path: str) -> list[str]:
     return ["cat", "--", path]
 
 
+# The command shell: one `sh` per connection that runs probe after probe, so a command costs
+# a fork on the host instead of a new SSH session with a fresh login shell (which sources the
+# user's ~/.bashrc: pyenv/nvm/conda setups there cost ~0.15 s per command). Each command runs
+# with stdin from /dev/null (it must never read the stream of commands), its stdout and stderr
+# go to files in a private directory, and a header line announces its exit code and the two
+# sizes, so the framing never depends on what a command prints.
+_SHELL_BOOT = "T=$(mktemp -d) || exit 1; trap 'rm -rf \"$T\"' EXIT; printf '%s\\n' {ready}\n"
+_SHELL_STEP = (
+    '{{ {command} ; }} </dev/null >"$T/o" 2>"$T/e"; r=$?; '
+    'printf \'%s %s %s %s\\n\' {token} "$r" "$(wc -c <"$T/o")" "$(wc -c <"$T/e")"; '
+    'cat "$T/o" "$T/e"\n'
+)
+
+
+def shell_step(command: str, token: str) -> str:
+    """The text the command shell reads for one command line (pure, for tests)."""
+    return _SHELL_STEP.format(command=command, token=token)
+
+
+class _CommandShell:
+    """A long-lived `sh` on one channel; run() is one command's exit code, stdout, stderr."""
+
+    def __init__(self, transport: paramiko.Transport, timeout: float) -> None:
+        self._channel = transport.open_session(timeout=timeout)
+        self._buffer = bytearray()
+        ready = f"jitsi-ops-ready-{uuid.uuid4().hex}"
+        self._channel.exec_command("sh")
+        self._channel.sendall(_SHELL_BOOT.format(ready=ready).encode())
+        # Whatever the login prints before (a motd-like echo in a profile) is skipped.
+        self._read_until(f"{ready}\n".encode(), time.monotonic() + timeout)
+
+    def _fill(self, deadline: float) -> None:
+        """Read what the channel has (waiting until the deadline for something)."""
+        while True:
+            if self._channel.recv_ready():
+                self._buffer += self._channel.recv(65536)
+                return
+            if self._channel.recv_stderr_ready():
+                self._channel.recv_stderr(65536)  # the shell's own complaints: not a result
+                continue
+            if self._channel.exit_status_ready() or self._channel.closed:
+                raise EOFError("the command shell ended")
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            time.sleep(0.001)
+
+    def _read_until(self, marker: bytes, deadline: float) -> bytes:
+        """Consume the buffer through `marker`; returns what was consumed."""
+        while (index := self._buffer.find(marker)) < 0:
+            self._fill(deadline)
+        end = index + len(marker)
+        head = bytes(self._buffer[:end])
+        del self._buffer[:end]
+        return head
+
+    def _read_exactly(self, size: int, deadline: float) -> bytes:
+        while len(self._buffer) < size:
+            self._fill(deadline)
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def run(self, command: str, timeout: float | None) -> tuple[int | None, bytes, bytes]:
+        """Exit code (None on timeout: the shell is then unusable), stdout, stderr."""
+        token = f"jitsi-ops-done-{uuid.uuid4().hex}"
+        deadline = time.monotonic() + (timeout if timeout is not None else 365 * 86400.0)
+        self._channel.sendall(shell_step(command, token).encode())
+        try:
+            self._read_until(f"{token} ".encode(), deadline)
+            header = self._read_until(b"\n", deadline).split()
+            code, out_size, err_size = (int(field) for field in header)
+            out = self._read_exactly(out_size, deadline)
+            err = self._read_exactly(err_size, deadline)
+        except TimeoutError:
+            return None, b"", b""
+        return code, out, err
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def _close_quietly(shell: _CommandShell | None) -> None:
+    if shell is not None:
+        with contextlib.suppress(OSError, paramiko.SSHException):
+            shell.close()
+
+
 def _tail(stderr: str) -> str:
     return " | ".join(line for line in stderr.strip().splitlines()[-2:] if line.strip())
 
@@ -195,6 +283,9 @@ class SshRunner:
         self._sudo_error: OpsError | None = None
         self._secret: str | None = None
         self._private_dir: str | None = None
+        self._idle_shells: list[_CommandShell] = []
+        self._shell_usable = True
+        self._shell_lock = threading.Lock()
 
     @property
     def host(self) -> str:
@@ -250,7 +341,56 @@ class SshRunner:
     def _exec(
         self, argv: Sequence[str], stdin: bytes | None, timeout: float | None
     ) -> tuple[int | None, bytes, bytes]:
-        """Exit code (None on timeout), stdout and stderr bytes of one command line."""
+        """Exit code (None on timeout), stdout and stderr bytes of one command line.
+
+        In one of the connection's command shells when the command needs no stdin (a thread
+        of its own, e.g. a background pull, gets a shell of its own); else on a channel of its
+        own.
+        """
+        if stdin is None and self._shell_usable:
+            answer = self._in_shell(shlex.join(argv), timeout)
+            if answer is not None:
+                return answer
+        return self._exec_channel(argv, stdin, timeout)
+
+    def _in_shell(
+        self, command: str, timeout: float | None
+    ) -> tuple[int | None, bytes, bytes] | None:
+        """One command in an idle command shell; None when no shell can be had here."""
+        with self._shell_lock:
+            shell = self._idle_shells.pop() if self._idle_shells else None
+        try:
+            if shell is None:
+                shell = _CommandShell(self._transport(), self._connect_timeout)
+            code, out, err = shell.run(command, timeout)
+        except KeyboardInterrupt:
+            # Interrupted mid-command: what is in flight can no longer be told apart from the
+            # next command's answer, so this shell is not used again.
+            _close_quietly(shell)
+            raise
+        except (EOFError, TimeoutError, ValueError, paramiko.SSHException, OSError):
+            # No usable `sh` (a forced command, a restricted shell) or it died: this
+            # connection runs every command on its own channel from now on.
+            _close_quietly(shell)
+            self._shell_usable = False
+            return None
+        if code is None:
+            _close_quietly(shell)  # a timed-out command may still run in it
+        else:
+            with self._shell_lock:
+                self._idle_shells.append(shell)
+        return code, out, err
+
+    def _drop_shells(self) -> None:
+        with self._shell_lock:
+            shells, self._idle_shells = self._idle_shells, []
+        for shell in shells:
+            _close_quietly(shell)
+
+    def _exec_channel(
+        self, argv: Sequence[str], stdin: bytes | None, timeout: float | None
+    ) -> tuple[int | None, bytes, bytes]:
+        """One command on a channel of its own (needed for stdin)."""
         channel = self._transport().open_session(timeout=self._connect_timeout)
         try:
             channel.exec_command(shlex.join(argv))
@@ -439,6 +579,7 @@ class SshRunner:
         self._secret = None
         if self._sudo_mode == "password":
             self._sudo_mode = None
+        self._drop_shells()
         self._conn.close()
 
 

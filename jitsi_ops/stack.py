@@ -9,7 +9,7 @@ import posixpath
 from dataclasses import dataclass
 
 from jitsi_ops import commands
-from jitsi_ops.composeset import compose_dir
+from jitsi_ops.composeset import compose_dir, load_yaml
 from jitsi_ops.environments import compose_names, render_env
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment
@@ -32,6 +32,23 @@ def stack_files(env: Environment) -> dict[str, bytes]:
     for name in compose_names(env):
         files[name] = (directory / name).read_bytes()
     return files
+
+
+def dependents(env: Environment, service: str) -> set[str]:
+    """Services of the host's compose set that depend on `service`, directly or not."""
+    needs: dict[str, set[str]] = {}
+    for name, data in stack_files(env).items():
+        if name == ".env":
+            continue
+        for svc, spec in (load_yaml(data).get("services") or {}).items():
+            depends = (spec or {}).get("depends_on") or []
+            needs.setdefault(svc, set()).update(depends)  # a list or a mapping: the names
+    found: set[str] = set()
+    frontier = {service}
+    while frontier:
+        frontier = {svc for svc, deps in needs.items() if deps & frontier} - found
+        found |= frontier
+    return found
 
 
 def remote_home(runner: Runner) -> str:

@@ -18,9 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
-import yaml
-
 from jitsi_ops import commands
+from jitsi_ops.composeset import load_yaml
 from jitsi_ops.versions import Layout, parse_release
 
 # Supported floors. The testbed runs Engine 20.10 (Debian 12's docker.io) and Compose 2.26; 2.20
@@ -352,7 +351,7 @@ def expected_images(
     """
     images: dict[str, str] = {}
     for name in files:
-        document = yaml.safe_load((compose_dir / name).read_text(encoding="utf-8")) or {}
+        document = load_yaml((compose_dir / name).read_bytes())
         for service, spec in (document.get("services") or {}).items():
             if isinstance(spec, dict) and spec.get("image"):
                 images[str(service)] = interpolate_compose(str(spec["image"]), values)
