@@ -16,6 +16,8 @@ from jitsi_ops.deploy import DeployReport
 from jitsi_ops.errors import OpsError
 from jitsi_ops.facts import gather, project_containers
 from jitsi_ops.output import TaskOutput
+from jitsi_ops.runner import Runner
+from jitsi_ops.settings import Environment
 
 RESULT_LINES = {
     "deployed": "deployed {to} (verified)",
@@ -115,21 +117,49 @@ def plan(c: Context, env: str = "", json: bool = False) -> None:
 @task(help={"env": ENV_HELP, "json": "print one JSON object"})
 @boundary
 def status(c: Context, env: str = "", json: bool = False) -> None:
-    """Deployed release, per-service state, last deploy and lock of an environment."""
+    """Deployed release, per-service state, last deploy and lock of an environment (and the
+    release and services of each bridge host)."""
     loaded = load(c, env)
-    with main_host(loaded) as runner:
+    with main_host(loaded) as runner, bridge_hosts(loaded) as bridges:
         stack_dir = loaded.deploy.stack_dir
-        try:
-            state = hoststate.read_state(runner, stack_dir)
-        except OpsError as exc:
-            state, state_error = None, exc.message
-        else:
-            state_error = ""
-        containers = gather(runner, project_containers(loaded.deploy.project))
+        data: dict[str, Any] = {"env": loaded.name, **_host_status(loaded, runner)}
         lock = hoststate.read_lock(runner, stack_dir)
         audit = hoststate.read_audit(runner, stack_dir, last=1)
-    data: dict[str, Any] = {
-        "env": loaded.name,
+        data["lock"] = lock.as_dict() if lock else None
+        data["last_action"] = audit[-1] if audit else None
+        data["bridges"] = [
+            _host_status(loaded.for_host(host), bridge) for host, bridge in bridges.items()
+        ]
+    if json:
+        emit_json(data)
+        return
+    for index, host_data in enumerate([data, *data["bridges"]]):
+        release = host_data["release"] or "unknown (never deployed by jitsi-ops)"
+        where = host_data["host"] + (" (jvb)" if index else "")
+        print(f"{loaded.name} on {where}: release {release}")
+        for svc in host_data["services"]:
+            print(f"  {svc['service']:<12} {svc['state']:<10} {svc['status']:<28} {svc['image']}")
+        if not host_data["services"]:
+            print("  no containers in project " + loaded.deploy.project)
+    print(f"  lock: {lock.describe() if lock else 'free'}")
+    if audit:
+        last = audit[-1]
+        print(
+            f"  last: {last.get('action')} {last.get('result')} {last.get('time', '')} "
+            f"by {last.get('user')} ({last.get('to_release') or ''})"
+        )
+
+
+def _host_status(view: Environment, runner: Runner) -> dict[str, Any]:
+    """Release (state.json) and containers of one host."""
+    try:
+        state = hoststate.read_state(runner, view.deploy.stack_dir)
+    except OpsError as exc:
+        state, state_error = None, exc.message
+    else:
+        state_error = ""
+    containers = gather(runner, project_containers(view.deploy.project))
+    return {
         "host": runner.host,
         "release": state.release if state else None,
         "deploy_id": state.deploy_id if state else None,
@@ -138,26 +168,7 @@ def status(c: Context, env: str = "", json: bool = False) -> None:
             {"service": c.service, "state": c.state, "status": c.status, "image": c.image}
             for c in containers
         ],
-        "lock": lock.as_dict() if lock else None,
-        "last_action": audit[-1] if audit else None,
     }
-    if json:
-        emit_json(data)
-        return
-    print(
-        f"{loaded.name} on {runner.host}: release {data['release'] or 'unknown (never deployed by jitsi-ops)'}"
-    )
-    for svc in data["services"]:
-        print(f"  {svc['service']:<12} {svc['state']:<10} {svc['status']:<28} {svc['image']}")
-    if not containers:
-        print("  no containers in project " + loaded.deploy.project)
-    print(f"  lock: {lock.describe() if lock else 'free'}")
-    if audit:
-        last = audit[-1]
-        print(
-            f"  last: {last.get('action')} {last.get('result')} {last.get('time', '')} "
-            f"by {last.get('user')} ({last.get('to_release') or ''})"
-        )
 
 
 @task(

@@ -95,6 +95,13 @@ def _restore(
     loaded = load(c, env)
     # Closed (live line gone) before the outcome below is printed.
     with TaskOutput(sys.stdout, json=json) as out, main_host(loaded) as runner:
+        if loaded.deploy.bridge_hosts:
+            labels = ", ".join(h.label for h in loaded.deploy.bridge_hosts)
+            out.line(
+                f"note: this restores the main host only; the bridge hosts ({labels}) keep what "
+                f"they run: `invoke deploy --env {loaded.name}` with the restored release brings "
+                "them along"
+            )
         if not backup:
             usable = [b for b in backups_mod.list_backups(loaded, runner) if not b.problem]
             if not usable:

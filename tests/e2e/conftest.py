@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,18 @@ def testbed() -> object:
     from tests.testbed.provision import provision  # noqa: PLC0415
 
     return provision(hosts=1, install_packages=os.environ.get("CI") == "true")
+
+
+def by_service(inspected: list[dict[str, Any]]) -> dict[str, tuple[str, str, str]]:
+    """`docker inspect` output as service -> (container id, image, started at)."""
+    return {
+        c["Config"]["Labels"]["com.docker.compose.service"]: (
+            c["Id"],
+            c["Config"]["Image"],
+            c["State"]["StartedAt"],
+        )
+        for c in inspected
+    }
 
 
 def run_invoke(

@@ -23,7 +23,7 @@ from dotenv import dotenv_values
 
 from jitsi_ops import hoststate
 from jitsi_ops.settings import Environment
-from tests.e2e.conftest import REPO_ROOT, run_invoke
+from tests.e2e.conftest import REPO_ROOT, by_service, run_invoke
 
 STACK = Path("/srv/jitsi-ops-sandbox/stack")
 BACKUPS = Path("/srv/jitsi-ops-sandbox/backups")
@@ -66,14 +66,7 @@ def containers() -> dict[str, tuple[str, str, str]]:
             ["docker", "inspect", *ids], capture_output=True, text=True, check=True
         ).stdout
     )
-    return {
-        c["Config"]["Labels"]["com.docker.compose.service"]: (
-            c["Id"],
-            c["Config"]["Image"],
-            c["State"]["StartedAt"],
-        )
-        for c in inspected
-    }
+    return by_service(inspected)
 
 
 def host_env() -> dict[str, str | None]:

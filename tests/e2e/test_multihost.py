@@ -20,7 +20,7 @@ import pytest
 from dotenv import dotenv_values
 
 from jitsi_ops.settings import Environment
-from tests.e2e.conftest import REPO_ROOT, SANDBOX_ROOT, run_invoke
+from tests.e2e.conftest import REPO_ROOT, SANDBOX_ROOT, by_service, run_invoke
 
 OLD, NEW = "stable-11146-1", "stable-11146-2"
 PROJECT = "jitsi-sandbox"
@@ -52,14 +52,7 @@ def jvb1_containers() -> dict[str, tuple[str, str, str]]:
     )
     assert listing.returncode == 0, listing.stderr
     inspected = json.loads(listing.stdout or "[]")
-    return {
-        c["Config"]["Labels"]["com.docker.compose.service"]: (
-            c["Id"],
-            c["Config"]["Image"],
-            c["State"]["StartedAt"],
-        )
-        for c in inspected
-    }
+    return by_service(inspected)
 
 
 def remove_jvb1_project() -> None:
@@ -159,6 +152,12 @@ def test_bridge_host_joins_and_is_upgraded_with_the_main_host(two_hosts: Path) -
     assert manifests, f"no backup on jvb1 in {JVB1_BACKUPS}"
     assert json.loads(manifests[-1].read_text())["release"] == OLD
 
+    status = run_invoke("status", "--env", "sandbox", "--json", root=two_hosts)
+    assert status.returncode == 0, status.stdout + status.stderr
+    bridges = json.loads(status.stdout)["bridges"]
+    assert [(b["host"], b["release"]) for b in bridges] == [("jvb1", NEW)], bridges
+    assert [s["service"] for s in bridges[0]["services"]] == ["jvb"], bridges
+
     again = deploy(two_hosts, NEW)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "nothing to do" in again.stdout, again.stdout
@@ -171,3 +170,29 @@ def test_bridge_host_joins_and_is_upgraded_with_the_main_host(two_hosts: Path) -
     # Going back is planned on both hosts: the bridge's own section names its image change.
     bridge_section = plan.stdout.split("jvb1:", 1)[-1]
     assert "jvb1:" in plan.stdout and f"jvb:{OLD}" in bridge_section, plan.stdout
+
+
+def test_failed_gate_rolls_back_the_bridge_host_too(two_hosts: Path) -> None:
+    first = deploy(two_hosts, OLD)
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = jvb1_containers()
+    env_before = (JVB1_STACK / ".env").read_bytes()
+
+    broken = run_invoke(
+        "deploy",
+        "--env",
+        "sandbox",
+        "--timeout",
+        "30",
+        env={"JITSI_OPS_JITSI_IMAGE_VERSION": "standin-broken"},
+        root=two_hosts,
+    )
+    output = broken.stdout + broken.stderr
+    for value in secrets():
+        assert value not in output, "a secret value appeared in output"
+    assert broken.returncode == 1, output
+    assert f"rolled back to {OLD} (verified)" in output, output
+    after = jvb1_containers()
+    assert after["jvb"][1] == before["jvb"][1], f"jvb1 runs {after['jvb'][1]} after the rollback"
+    assert (JVB1_STACK / ".env").read_bytes() == env_before, "jvb1's previous .env is not back"
+    assert jicofo_bridges() == 2, "the restored bridges did not rejoin"

@@ -444,3 +444,19 @@ def test_config_dirs_name_the_dir_uid_1000_cannot_write() -> None:
         f"{config}: storage/transcripts: 0:0 mode 0755, not writable by uid 1000; "
         "tmp/web-load-test: missing"
     ), result.observed
+
+
+def test_verify_checks_only_the_hosts_it_was_given(scratch_repo: Path) -> None:
+    env = two_hosts(scratch_repo)
+    runner = rec({("docker", "version"): (0, "27.0.1\n", "")})
+    clock = FakeClock()
+    report = verify(
+        env,
+        {env.deploy.main_host: runner},
+        only=["host.docker"],
+        timeout=5,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    hosts = [(o.id, o.host) for o in report.outcomes]
+    assert hosts == [("host.docker", "meet.example.com")], hosts
