@@ -155,12 +155,13 @@ def cat_argv(path: str) -> list[str]:
 # user's ~/.bashrc: pyenv/nvm/conda setups there cost ~0.15 s per command). Each command runs
 # with stdin from /dev/null (it must never read the stream of commands), its stdout and stderr
 # go to files in a private directory, and a header line announces its exit code and the two
-# sizes, so the framing never depends on what a command prints.
+# sizes, so the framing never depends on what a command prints. The files are emptied as soon
+# as they are sent: an output (a file read with sudo, say) does not linger on the host.
 _SHELL_BOOT = "T=$(mktemp -d) || exit 1; trap 'rm -rf \"$T\"' EXIT; printf '%s\\n' {ready}\n"
 _SHELL_STEP = (
     '{{ {command} ; }} </dev/null >"$T/o" 2>"$T/e"; r=$?; '
     'printf \'%s %s %s %s\\n\' {token} "$r" "$(wc -c <"$T/o")" "$(wc -c <"$T/e")"; '
-    'cat "$T/o" "$T/e"\n'
+    'cat "$T/o" "$T/e"; : >"$T/o"; : >"$T/e"\n'
 )
 
 
@@ -339,7 +340,12 @@ class SshRunner:
         return checked(Result(tuple(argv), code, stdout, stderr), check)
 
     def _exec(
-        self, argv: Sequence[str], stdin: bytes | None, timeout: float | None
+        self,
+        argv: Sequence[str],
+        stdin: bytes | None,
+        timeout: float | None,
+        *,
+        shell: bool = True,
     ) -> tuple[int | None, bytes, bytes]:
         """Exit code (None on timeout), stdout and stderr bytes of one command line.
 
@@ -347,7 +353,7 @@ class SshRunner:
         of its own, e.g. a background pull, gets a shell of its own); else on a channel of its
         own.
         """
-        if stdin is None and self._shell_usable:
+        if shell and stdin is None and self._shell_usable:
             answer = self._in_shell(shlex.join(argv), timeout)
             if answer is not None:
                 return answer
@@ -404,7 +410,12 @@ class SshRunner:
         return code, out, err
 
     def _elevated(
-        self, argv: Sequence[str], stdin: bytes | None, timeout: float | None
+        self,
+        argv: Sequence[str],
+        stdin: bytes | None,
+        timeout: float | None,
+        *,
+        shell: bool = True,
     ) -> tuple[int | None, bytes, bytes]:
         """_exec() through sudo when the host asks for it (no extra round trip per command)."""
         mode = self._sudo()
@@ -412,7 +423,7 @@ class SshRunner:
             assert self._secret is not None
             # sudo -S reads exactly one line; the command gets the rest of stdin unchanged.
             stdin = (self._secret + "\n").encode() + (stdin or b"")
-        return self._exec(sudo_argv(argv, mode), stdin, timeout)
+        return self._exec(sudo_argv(argv, mode), stdin, timeout, shell=shell)
 
     def _sudo(self) -> SudoMode:
         """How commands are elevated on this host: probed (and the password checked) once."""
@@ -549,7 +560,8 @@ class SshRunner:
     def get(self, path: str) -> bytes:
         """Download a file; FileNotFoundError when absent. With sudo: `sudo cat`, as bytes."""
         if self._sudo() != "off":
-            code, out, err = self._elevated(cat_argv(path), None, None)
+            # On a channel of its own: the file's bytes never pass through the shell's files.
+            code, out, err = self._elevated(cat_argv(path), None, None, shell=False)
             if code == 0:
                 return out
             stderr = self._scrub(err.decode("utf-8", "replace"))

@@ -151,10 +151,15 @@ class Wire:
 
     answers: dict[tuple[str, ...], Answer] = field(default_factory=dict)
     sent: list[tuple[tuple[str, ...], bytes | None]] = field(default_factory=list)
+    channel_only: list[tuple[str, ...]] = field(default_factory=list)
 
-    def __call__(self, argv: Any, stdin: bytes | None, _timeout: float | None) -> Answer:
+    def __call__(
+        self, argv: Any, stdin: bytes | None, _timeout: float | None, *, shell: bool = True
+    ) -> Answer:
         key = tuple(argv)
         self.sent.append((key, stdin))
+        if not shell:
+            self.channel_only.append(key)
         best: Answer = (0, b"", b"")
         best_len = -1
         for prefix, answer in self.answers.items():
@@ -400,6 +405,8 @@ def test_get_reads_bytes_through_sudo_cat(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(RemoteCommandError, match="Is a directory"):
         runner.get("/srv/dir")
     assert sftp.calls == [], "a sudo get never reads as the SSH user"
+    # A file's bytes (an .env, say) never pass through the command shell's output files.
+    assert ("sudo", "-n", "--", "cat", "--", "/srv/a.tar.gz") in wire.channel_only, wire.sent
 
 
 def test_put_uploads_privately_then_installs_with_one_sudo_command(
