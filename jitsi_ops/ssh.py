@@ -274,6 +274,14 @@ class SshRunner:
             _AcceptNew(known) if options.host_key_policy == "accept-new" else _RefuseUnknown()
         )
         client.set_missing_host_key_policy(policy)
+        # A ProxyJump bastion is a Connection of its own that Fabric would open with
+        # AutoAddPolicy: every hop gets the same known_hosts and policy as the target.
+        gateway = self._conn.gateway
+        while isinstance(gateway, Connection):
+            if known.is_file():
+                gateway.client.load_host_keys(str(known))
+            gateway.client.set_missing_host_key_policy(policy)
+            gateway = gateway.gateway
         self._known = known
         self._connect_timeout = options.connect_timeout
         self._sftp: paramiko.SFTPClient | None = None
@@ -302,8 +310,10 @@ class SshRunner:
         except HostKeyError:
             raise
         except paramiko.BadHostKeyException as exc:
+            hop = "" if exc.hostname in (self._conn.host, None) else f" (bastion {exc.hostname})"
             raise HostKeyError(
-                f"{self.host}: HOST KEY CHANGED (now {exc.key.get_name()} {fingerprint(exc.key)})",
+                f"{self.host}{hop}: HOST KEY CHANGED (now {exc.key.get_name()} "
+                f"{fingerprint(exc.key)})",
                 hint=f"if the host was really rebuilt, remove its old entry from {self._known}; "
                 "otherwise do not connect (possible man-in-the-middle)",
             ) from None
