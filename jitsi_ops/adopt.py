@@ -439,6 +439,7 @@ class HostOptions:
     ssh_config: Path | None = None
     known_hosts: Path | None = None
     backup_dir: str | None = None
+    sudo: bool = False
 
 
 def deploy_toml_text(name: str, discovery: Discovery, options: HostOptions, when: str) -> str:
@@ -467,6 +468,8 @@ def deploy_toml_text(name: str, discovery: Discovery, options: HostOptions, when
         lines.append(f"user = {_toml(options.user)}")
     if options.port:
         lines.append(f"port = {options.port}")
+    if options.sudo:
+        lines.append("sudo = true")
     lines.append('role = "main"')
     ssh = []
     if options.ssh_config:

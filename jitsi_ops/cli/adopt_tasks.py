@@ -10,7 +10,7 @@ from invoke.tasks import task
 
 from jitsi_ops import adopt as adoption
 from jitsi_ops.backup import human_size
-from jitsi_ops.cli.common import boundary, connect, emit_json, repo_root
+from jitsi_ops.cli.common import SUDO_PASSWORD, boundary, connect, emit_json, repo_root
 from jitsi_ops.errors import ConfigError
 from jitsi_ops.output import TaskOutput
 from jitsi_ops.runner import Runner
@@ -28,7 +28,8 @@ def _runner(root: Path, name: str, options: adoption.HostOptions | None) -> Runn
             f"env/{name} does not exist", hint="pass --host ADDRESS so adopt can create it"
         )
     ssh = SshOptions(config_file=options.ssh_config, known_hosts=options.known_hosts)
-    return SshRunner(Host(options.address, "main", options.user, options.port), ssh)
+    host = Host(options.address, "main", options.user, options.port, sudo=options.sudo)
+    return SshRunner(host, ssh, SUDO_PASSWORD)
 
 
 def _absolute(path: str) -> Path | None:
@@ -46,6 +47,7 @@ def _absolute(path: str) -> Path | None:
         "ssh_config": "ssh_config file written into a new deploy.toml ([ssh] config)",
         "known_hosts": "known_hosts file written into a new deploy.toml ([ssh] known_hosts)",
         "backup_dir": "backup dir on the host written into a new deploy.toml ([backup] dir)",
+        "sudo": "the SSH user needs sudo (asks for its password once); written into deploy.toml",
         "json": "print one JSON report instead of text",
     }
 )
@@ -61,6 +63,7 @@ def adopt(
     ssh_config: str = "",
     known_hosts: str = "",
     backup_dir: str = "",
+    sudo: bool = False,
     json: bool = False,
 ) -> None:
     """Take over a hand-made install: write env/NAME from the host, back it up, change nothing."""
@@ -76,6 +79,7 @@ def adopt(
             ssh_config=_absolute(ssh_config),
             known_hosts=_absolute(known_hosts),
             backup_dir=backup_dir or None,
+            sudo=sudo,
         )
         if host
         else None

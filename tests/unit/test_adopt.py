@@ -425,10 +425,12 @@ def test_deploy_toml_and_env_texts_round_trip(install: Install) -> None:
         port=2222,
         ssh_config=Path("/keys/ssh_config"),
         known_hosts=Path('/keys/known "hosts"'),
+        sudo=True,
     )
     text = adoption.deploy_toml_text("seed", found, options, "2026-01-01T00:00:00Z")
     deploy = parse_deploy_toml(text, "deploy.toml", Path("/x"))
     assert deploy.main_host.port == 2222 and deploy.main_host.user == "deploy"
+    assert deploy.main_host.sudo, "adopt --sudo must reach deploy.toml"
     assert deploy.ssh.known_hosts == Path('/keys/known "hosts"')
     assert deploy.backup.dir == "/var/backups/jitsi-ops"
 
