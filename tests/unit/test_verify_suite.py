@@ -16,7 +16,7 @@ from jitsi_ops.settings import Environment, Host, load_environment
 from jitsi_ops.verify import checks, select
 from jitsi_ops.verify.facts import Facts, VerifyRun
 from jitsi_ops.verify.hostside import HttpAnswer
-from jitsi_ops.verify.model import Check, CheckResult, failed, passed
+from jitsi_ops.verify.model import Check, CheckResult, VerifyReport, failed, passed
 from jitsi_ops.verify.suite import run_checks, verify
 
 REPO = Path(__file__).resolve().parents[2]
@@ -407,18 +407,21 @@ def test_bridges_and_jvb_rest_through_the_loopback() -> None:
     assert result.observed == "jvb reports stable-11031, pinned release is stable-11146-2", result
 
 
-def test_verify_runs_only_the_selected_checks_and_reports_unreachable_hosts() -> None:
-    env = sandbox()
-    runner = rec({("docker", "version"): (1, "", "Cannot connect to the Docker daemon")})
+def docker_check_on_main(env: Environment, answer: tuple[int, str, str]) -> VerifyReport:
+    """Only host.docker, with a runner for the main host alone answering `docker version`."""
     clock = FakeClock()
-    report = verify(
+    return verify(
         env,
-        {env.deploy.main_host: runner},
+        {env.deploy.main_host: rec({("docker", "version"): answer})},
         only=["host.docker"],
         timeout=5,
         clock=clock,
         sleep=clock.sleep,
     )
+
+
+def test_verify_runs_only_the_selected_checks_and_reports_unreachable_hosts() -> None:
+    report = docker_check_on_main(sandbox(), (1, "", "Cannot connect to the Docker daemon"))
     assert [(o.id, o.status) for o in report.outcomes] == [("host.docker", "fail")], report.outcomes
     assert "Cannot connect to the Docker daemon" in report.outcomes[0].observed
     assert not report.ok
@@ -447,16 +450,6 @@ def test_config_dirs_name_the_dir_uid_1000_cannot_write() -> None:
 
 
 def test_verify_checks_only_the_hosts_it_was_given(scratch_repo: Path) -> None:
-    env = two_hosts(scratch_repo)
-    runner = rec({("docker", "version"): (0, "27.0.1\n", "")})
-    clock = FakeClock()
-    report = verify(
-        env,
-        {env.deploy.main_host: runner},
-        only=["host.docker"],
-        timeout=5,
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    report = docker_check_on_main(two_hosts(scratch_repo), (0, "27.0.1\n", ""))
     hosts = [(o.id, o.host) for o in report.outcomes]
     assert hosts == [("host.docker", "meet.example.com")], hosts
