@@ -37,10 +37,10 @@ def stack_files(env: Environment) -> dict[str, bytes]:
 def dependents(env: Environment, service: str) -> set[str]:
     """Services of the host's compose set that depend on `service`, directly or not."""
     needs: dict[str, set[str]] = {}
-    for name, data in stack_files(env).items():
-        if name == ".env":
-            continue
-        for svc, spec in (load_yaml(data).get("services") or {}).items():
+    directory = compose_dir(env.root, env.layout)
+    # Only the compose files: stack_files() would render the whole .env (secrets included).
+    for name in compose_names(env):
+        for svc, spec in (load_yaml((directory / name).read_bytes()).get("services") or {}).items():
             depends = (spec or {}).get("depends_on") or []
             needs.setdefault(svc, set()).update(depends)  # a list or a mapping: the names
     found: set[str] = set()
