@@ -232,7 +232,12 @@ FIRES: list[Fires] = [
         "whiteboard-public-url", "mixed", {WB: "http://wb.example.com"}, "warning", WB, "http://wb"
     ),
     Fires(
-        "whiteboard-public-url", "slash", {WB: "https://wb.example.com/"}, "warning", WB, "com/'"
+        "whiteboard-public-url",
+        "sub-path",
+        {WB: "https://wb.example.com/whiteboard"},
+        "error",
+        WB,
+        "/whiteboard",
     ),
     Fires(
         "whiteboard-url-base", "path", {WBB: "http://whiteboard/socket.io"}, "error", WBB, "socket"
@@ -414,6 +419,23 @@ FIRES: list[Fires] = [
         TEST_ENV,
     ),
     Fires("image-version-pinned", "custom", {IMG: "my-build-7"}, "error", IMG, "'my-build-7'"),
+    Fires(
+        "release-unknown", "newer", {IMG: "stable-11300"}, "warning", IMG, "stable-11146-2"
+    ),
+    Fires(
+        "release-unknown", "newer-patch", {IMG: "stable-11146-3"}, "warning", IMG, "stable-11146-3"
+    ),
+    Fires(
+        "release-before-compose-sets",
+        "10888",
+        {IMG: "stable-10888"},
+        "error",
+        IMG,
+        "stable-10888",
+    ),
+    Fires(
+        "release-before-compose-sets", "seed", {IMG: "stable-7882"}, "error", IMG, "stable-7882"
+    ),
     Fires(
         "image-version-pinned",
         "test-custom",
@@ -804,6 +826,8 @@ QUIET: list[Quiet] = [
     Quiet("public-url-form", "unset", {U: None}),
     Quiet("whiteboard-public-url", "unset", {WB: None}),
     Quiet("whiteboard-public-url", "own-host", {WB: "https://whiteboard.example.com:4443"}),
+    # "/" is socket.io's default namespace: working installs write the URL with it.
+    Quiet("whiteboard-public-url", "root-slash", {WB: "https://meet.example.com:8443/"}),
     Quiet("whiteboard-url-base", "port", {WBB: "http://whiteboard:80"}),
     Quiet(
         "whiteboard-enabled-ignored",
@@ -836,6 +860,10 @@ QUIET: list[Quiet] = [
     Quiet("image-version-pinned", "legacy", {IMG: "stable-11031"}),
     Quiet("image-version-pinned", "follow-up", {IMG: "stable-10073-1"}),
     Quiet("image-version-pinned", "unset", {IMG: None}),
+    Quiet("release-unknown", "newest", {IMG: "stable-11146-2"}),
+    Quiet("release-unknown", "custom", {IMG: "my-build-7"}),
+    Quiet("release-before-compose-sets", "oldest-described", {IMG: "stable-10978"}),
+    Quiet("release-before-compose-sets", "floating", {IMG: "stable"}),
     Quiet(
         "secret-required",
         "components-off",
@@ -1005,6 +1033,16 @@ def test_whiteboard_socket_io_path_is_an_error() -> None:
     findings = run_checks(make_ctx({WB: "https://meet.example.com:8443/socket.io/"}))
     errors = [f for f in findings if f.severity == "error"]
     assert [f.key for f in errors] == [WB], _show(findings)
+
+
+def test_release_rules_hint_at_the_way_forward() -> None:
+    (older,) = run_checks(make_ctx({IMG: "stable-7882"}), only=["release-before-compose-sets"])
+    assert "pin stable-10978 or later" in older.hint, older.hint
+    assert "upgrades in one step" in older.hint, older.hint
+    (newer,) = run_checks(make_ctx({IMG: "stable-11300"}), only=["release-unknown"])
+    for unknown in ("compose files", "migrations", "variables"):
+        assert unknown in newer.message, newer.message
+    assert "--allow-unknown-release" in newer.hint, newer.hint
 
 
 def test_unknown_key_suggests_the_close_name() -> None:
