@@ -18,10 +18,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
+from jitsi_ops import upstream
 from jitsi_ops.envfile import FALSE_WORDS, TRUE_WORDS, is_boolean_key
 from jitsi_ops.lint import Finding, LintContext, Severity, rule
 from jitsi_ops.secrets import GENERATED_SECRETS, is_secret_key, scrub
-from jitsi_ops.versions import FLOATING_TAGS, LATEST_KNOWN, Layout, Release, parse_release
+from jitsi_ops.versions import (
+    FLOATING_TAGS,
+    LATEST_KNOWN,
+    NEWEST_KNOWN,
+    OLDEST_DEPLOYABLE,
+    Layout,
+    Release,
+    described_by,
+    layout_for,
+    newer_than_known,
+    older_than_compose_sets,
+    parse_release,
+)
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -81,8 +94,11 @@ class _Problem:
     text: str
 
 
-def _origin_problems(url: str, *, schemes: tuple[str, ...], internal: bool) -> list[_Problem]:
-    """Problems of a URL that must be exactly scheme://host[:port] (a lone '/' is a warning).
+def _origin_problems(
+    url: str, *, schemes: tuple[str, ...], internal: bool, root_path_ok: bool = False
+) -> list[_Problem]:
+    """Problems of a URL that must be exactly scheme://host[:port] (a lone '/' is a warning,
+    or nothing at all with `root_path_ok`).
 
     `schemes=()` skips the scheme test (a separate rule reports it).
     """
@@ -109,7 +125,8 @@ def _origin_problems(url: str, *, schemes: tuple[str, ...], internal: bool) -> l
     if parts.query or parts.fragment or "?" in url or "#" in url:
         problems.append(_Problem("error", "has a query or fragment"))
     if parts.path == "/":
-        problems.append(_Problem("warning", "ends with a slash"))
+        if not root_path_ok:
+            problems.append(_Problem("warning", "ends with a slash"))
     elif parts.path:
         problems.append(_Problem("error", f"has a path {parts.path!r}"))
     return problems
@@ -255,14 +272,18 @@ def public_url_form(ctx: LintContext) -> Iterator[Finding]:
 
 @rule(
     "whiteboard-public-url",
-    "WHITEBOARD_COLLAB_SERVER_PUBLIC_URL is http(s)://host[:port]; a path breaks socket.io",
+    "WHITEBOARD_COLLAB_SERVER_PUBLIC_URL is http(s)://host[:port][/]; a deeper path breaks socket.io",
 )
 def whiteboard_public_url(ctx: LintContext) -> Iterator[Finding]:
     key = "WHITEBOARD_COLLAB_SERVER_PUBLIC_URL"
     url = ctx.get(key)
     if not url:
         return
-    for problem in _origin_problems(url, schemes=("https", "http"), internal=False):
+    # The client takes the URL's path as the socket.io namespace: "/" is the default one, which
+    # the collab server serves, so only a deeper path breaks it.
+    for problem in _origin_problems(
+        url, schemes=("https", "http"), internal=False, root_path_ok=True
+    ):
         why = (
             " (socket.io reads a path as a namespace: 'Invalid namespace', boards never sync)"
             if problem.text.startswith("has a path")
@@ -658,6 +679,55 @@ def image_version_pinned(ctx: LintContext) -> Iterator[Finding]:
 
 
 # ---------------------------------------------------------------------------------------------
+# releases the compose sets describe
+
+
+def _described() -> str:
+    return "; ".join(f"{layout}: {described_by(layout)}" for layout in Layout)
+
+
+@rule("release-unknown", "JITSI_IMAGE_VERSION is not newer than the newest release jitsi-ops knows")
+def release_unknown(ctx: LintContext) -> Iterator[Finding]:
+    release = newer_than_known(ctx.release)
+    if release is None:
+        return
+    # A warning here; `deploy` refuses it unless --allow-unknown-release (deploy.preflight).
+    yield _finding(
+        ctx,
+        "release-unknown",
+        "warning",
+        "JITSI_IMAGE_VERSION",
+        message=f"JITSI_IMAGE_VERSION {release} is newer than {NEWEST_KNOWN}, the newest release "
+        f"jitsi-ops knows: its compose files, migrations and variables are unknown here (a deploy "
+        f"would use the {layout_for(str(release))} compose set of {NEWEST_KNOWN} and run no "
+        "migration for it)",
+        hint=f"pin {NEWEST_KNOWN}, or update jitsi-ops; to deploy it anyway with "
+        f"{NEWEST_KNOWN}'s files, `invoke deploy --allow-unknown-release`",
+    )
+
+
+@rule(
+    "release-before-compose-sets",
+    "JITSI_IMAGE_VERSION is not older than the releases jitsi-ops' compose sets describe",
+)
+def release_before_compose_sets(ctx: LintContext) -> Iterator[Finding]:
+    release = older_than_compose_sets(ctx.release)
+    if release is None:
+        return
+    yield _finding(
+        ctx,
+        "release-before-compose-sets",
+        "error",
+        "JITSI_IMAGE_VERSION",
+        message=f"JITSI_IMAGE_VERSION {release} is older than every compose set jitsi-ops ships "
+        f"({_described()}): a deploy would run {release}'s images with compose files that pass "
+        "them other variables",
+        hint=f"pin {OLDEST_DEPLOYABLE} or later: the plan upgrades in one step (the migrations "
+        f"from {release} on), and a failed deploy rolls back to the host's own files",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # secrets
 
 _WEAK_DEFAULTS = frozenset(
@@ -774,58 +844,6 @@ def secrets_file_mode(ctx: LintContext) -> Iterator[Finding]:
 # ---------------------------------------------------------------------------------------------
 # removed, renamed and legacy variables (release-dependent), then unknown keys
 
-_ROOTLESS = Release(11146)
-_COLIBRI_FIX = (
-    "delete it: stable-11146 removed colibri websockets (SCTP data channels only), and reverse "
-    "proxies no longer need /colibri-ws"
-)
-
-
-@dataclass(frozen=True)
-class _Removal:
-    pattern: str  # a variable name, or a prefix ending in '*'
-    since: Release
-    why: str
-    fix: str
-
-    def matches(self, key: str) -> bool:
-        if self.pattern.endswith("*"):
-            return key.startswith(self.pattern[:-1])
-        return key == self.pattern
-
-
-_REMOVALS = (
-    _Removal("ENABLE_COLIBRI_WEBSOCKET", _ROOTLESS, "colibri websockets are gone", _COLIBRI_FIX),
-    _Removal(
-        "ENABLE_COLIBRI_WEBSOCKET_UNSAFE_REGEX",
-        _ROOTLESS,
-        "colibri websockets are gone",
-        _COLIBRI_FIX,
-    ),
-    _Removal(
-        "DISABLE_COLIBRI_WEBSOCKET_JVB_LOOKUP",
-        _ROOTLESS,
-        "colibri websockets are gone",
-        _COLIBRI_FIX,
-    ),
-    _Removal("COLIBRI_WEBSOCKET_*", _ROOTLESS, "colibri websockets are gone", _COLIBRI_FIX),
-    _Removal("JVB_WS_*", _ROOTLESS, "the bridge websocket settings are gone", _COLIBRI_FIX),
-    _Removal(
-        "ENABLE_SCTP",
-        _ROOTLESS,
-        "SCTP is always on",
-        "delete it (JVB_PREFER_SCTP still exists for the web client)",
-    ),
-    _Removal("ENABLE_OCTO_SCTP", _ROOTLESS, "SCTP is always on", "delete it"),
-    _Removal(
-        "JICOFO_AUTH_USER",
-        Release(8218),
-        "jicofo always logs in as focus@auth",
-        "delete it; if you changed it, prosody still holds the old account (harmless)",
-    ),
-)
-
-
 @dataclass(frozen=True)
 class _Rename:
     old: str
@@ -858,11 +876,17 @@ _UNUSED_LEGACY = {
 }
 
 
-def _removal_for(ctx: LintContext, key: str) -> _Removal | None:
-    for removal in _REMOVALS:
-        if removal.matches(key) and _release_at_least(ctx, removal.since):
-            return removal
-    return None
+def _target_release(ctx: LintContext) -> Release:
+    """The pinned release; a floating or custom tag counts as the newest one jitsi-ops knows."""
+    return parse_release(ctx.release or "") or NEWEST_KNOWN
+
+
+def _removal_for(ctx: LintContext, key: str) -> upstream.UpstreamVariable | None:
+    """The upstream variable `key` when the pinned release no longer has it."""
+    variable = upstream.variables().get(key)
+    if variable is None or not variable.removed_by(_target_release(ctx)):
+        return None
+    return variable
 
 
 def _rename_for(ctx: LintContext, key: str) -> _Rename | None:
@@ -881,21 +905,30 @@ def _migrated_keys(ctx: LintContext) -> set[str]:
     return keys
 
 
+# Removed variables a more specific rule reports (with the release that removed them).
+_REPORTED_ELSEWHERE = frozenset({"WHITEBOARD_ENABLED"})
+
+
 @rule("removed-variable", "variables upstream removed in or before the pinned release")
 def removed_variable(ctx: LintContext) -> Iterator[Finding]:
     for key in sorted(ctx.values):
         removal = _removal_for(ctx, key)
-        if removal is None:
+        if removal is None or key in _REPORTED_ELSEWHERE:
             continue
         shown = "(secret)" if is_secret_key(key) else repr(ctx.values[key])
+        curated = upstream.REMOVAL_HINTS.get(key)
+        why = curated.why if curated else f"{removal.last} was the last release with it"
         yield _finding(
             ctx,
             "removed-variable",
             "warning",
             key,
-            message=f"{key}={shown} was removed in {removal.since} ({removal.why}); "
+            message=f"{key}={shown} was removed in {removal.removed_in} ({why}); "
             f"{_release_label(ctx)} ignores it",
-            hint=removal.fix,
+            hint=curated.fix
+            if curated
+            else f"delete it: nothing in {_release_label(ctx)} reads it (upstream names no "
+            "replacement)",
         )
 
 
@@ -955,30 +988,39 @@ def unused_legacy_variable(ctx: LintContext) -> Iterator[Finding]:
             )
 
 
-@rule("unknown-key", "variables no compose file of the pinned release consumes")
+@rule("unknown-key", "variables neither the pinned release nor our compose set knows")
 def unknown_key(ctx: LintContext) -> Iterator[Finding]:
     skip = _migrated_keys(ctx)
-    candidates = sorted(ctx.known)
+    release = _target_release(ctx)
+    # Upstream's variables of the pinned release count even when no file of ours passes them
+    # (env.example lists many that only the images' own scripts or overlays read).
+    known = ctx.known | upstream.present_in(release)
+    candidates = sorted(known)
     for key in sorted(ctx.values):
-        if key in ctx.known or key in skip:
+        if key in known or key in skip:
             continue
-        close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.75)
-        hint = (
-            f"did you mean {close[0]}? rename the variable"
-            if close
-            else "delete it, or check the spelling against upstream's env.example"
-        )
+        later = upstream.variables().get(key)
+        if later is not None and later.first > release:
+            message = (
+                f"{key} arrived in {later.first}: {_release_label(ctx)} does not know it yet; "
+                "Compose drops it silently"
+            )
+            hint = f"pin {later.first} or later to use it, or delete it"
+        else:
+            message = (
+                f"{key} is not used by any compose file of the {ctx.layout} set "
+                f"({_release_label(ctx)}); Compose drops it silently"
+            )
+            close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.75)
+            # A name upstream ever had is no typo: never offer another variable for it.
+            hint = (
+                f"did you mean {close[0]}? rename the variable"
+                if close and later is None
+                else "delete it, or check the spelling against upstream's env.example"
+            )
         # Compose silently drops it: nothing breaks, but the operator's intent is lost, so a
         # warning rather than an error. The value is not shown: it may be a misspelt secret.
-        yield _finding(
-            ctx,
-            "unknown-key",
-            "warning",
-            key,
-            message=f"{key} is not used by any compose file of the {ctx.layout} set "
-            f"({_release_label(ctx)}); Compose drops it silently",
-            hint=hint,
-        )
+        yield _finding(ctx, "unknown-key", "warning", key, message=message, hint=hint)
 
 
 # ---------------------------------------------------------------------------------------------
