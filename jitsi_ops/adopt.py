@@ -56,7 +56,12 @@ from jitsi_ops.settings import (
     validate_env_name,
 )
 from jitsi_ops.stack import remote_home
-from jitsi_ops.versions import layout_for, parse_release
+from jitsi_ops.versions import (
+    OLDEST_DEPLOYABLE,
+    layout_for,
+    older_than_compose_sets,
+    parse_release,
+)
 
 Say = Callable[[str], None]
 _DEFAULT_TAG_RE = re.compile(r"\$\{JITSI_IMAGE_VERSION:-(stable-\d+(?:-\d+)?)\}")
@@ -395,6 +400,15 @@ def compare_with_shipped(discovery: Discovery, root: Path) -> list[str]:
     """Warnings about the host's compose files against jitsi-ops' set for the same release."""
     import hashlib  # noqa: PLC0415
 
+    older = older_than_compose_sets(discovery.release)
+    if older is not None:
+        # Its files are not ours to compare: the only deploy it can get is the upgrade.
+        return [
+            f"{older} is older than the releases jitsi-ops' compose sets describe (from "
+            f"{OLDEST_DEPLOYABLE} on): it cannot be redeployed as it is; pin {OLDEST_DEPLOYABLE} "
+            "or later in jitsi.env: the next deploy upgrades in one step (migrations from "
+            f"{older} on), and a failed one rolls back to this host's own files"
+        ]
     shipped = compose_dir(root, layout_for(discovery.release))
     ours = {p.name for p in shipped.glob("*.yml")}
     warnings = []
@@ -675,10 +689,7 @@ def adopt(
         for f in lint.run_checks(lint.context_for(env))
         if f.severity == "error"
     ]
-    try:
-        report.plan = deploy_plan(env, runner)
-    except OpsError as exc:
-        report.plan_error = exc.message
+    report.plan, report.plan_error = _same_release_plan(env, runner, discovery.release)
     hoststate.append_history(
         hoststate.history_path(root),
         {
@@ -695,6 +706,22 @@ def adopt(
         secret_values=env.values,
     )
     return report
+
+
+def _same_release_plan(
+    env: Environment, runner: Runner, release: str | None
+) -> tuple[Plan | None, str]:
+    """(plan, why there is none) of a deploy of the adopted release as it is."""
+    older = older_than_compose_sets(release)
+    if older is not None:
+        return None, (
+            f"no deploy of {older}: it predates jitsi-ops' compose sets; pin "
+            f"{OLDEST_DEPLOYABLE} or later and the plan upgrades in one step"
+        )
+    try:
+        return deploy_plan(env, runner), ""
+    except OpsError as exc:
+        return None, exc.message
 
 
 def deploy_plan(env: Environment, runner: Runner) -> Plan:

@@ -33,6 +33,7 @@ from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment, Host, local_user
 from jitsi_ops.verify.model import VerifyReport
 from jitsi_ops.verify.suite import verify as run_verify
+from jitsi_ops.versions import NEWEST_KNOWN, newer_than_known
 
 PhaseStatus = Literal["ok", "failed", "skipped"]
 MIN_DOCKER = (20, 10)
@@ -215,7 +216,27 @@ class Snapshot:
 # --------------------------------------------------------------------------------- phases
 
 
-def preflight(env: Environment, runner: Runner, values: Mapping[str, str]) -> str:
+def refuse_unknown_release(env: Environment, *, allow: bool) -> None:
+    """A release newer than jitsi-ops knows is a `check` warning but stops a deploy: its compose
+    files, migrations and variables are unknown. PreflightError unless `allow`."""
+    release = newer_than_known(env.release)
+    if release is None or allow:
+        return
+    raise PreflightError(
+        f"JITSI_IMAGE_VERSION {release} is newer than {NEWEST_KNOWN}, the newest release "
+        "jitsi-ops knows (its compose files, migrations and variables are unknown)",
+        hint=f"pin {NEWEST_KNOWN} or update jitsi-ops; --allow-unknown-release deploys it with "
+        f"{NEWEST_KNOWN}'s compose set",
+    )
+
+
+def preflight(
+    env: Environment,
+    runner: Runner,
+    values: Mapping[str, str],
+    *,
+    allow_unknown_release: bool = False,
+) -> str:
     """Read-only checks of the main host; PreflightError on the first problem. Returns a
     one-line summary."""
     findings = lint.run_checks(lint.context_for(env))
@@ -226,6 +247,7 @@ def preflight(env: Environment, runner: Runner, values: Mapping[str, str]) -> st
             f"{errors[0].key}: {errors[0].message}",
             hint=errors[0].hint,
         )
+    refuse_unknown_release(env, allow=allow_unknown_release)
     missing = [k for k in ("JICOFO_AUTH_PASSWORD", "JVB_AUTH_PASSWORD") if not values.get(k)]
     if missing:
         raise PreflightError(
@@ -478,9 +500,11 @@ def deploy(
     progress: Callable[[str], None] | None = None,
     verifier: Verifier = default_verifier,
     bridges: Mapping[Host, Runner] | None = None,
+    allow_unknown_release: bool = False,
 ) -> DeployReport:
     """Run the pipeline on the main host and the role 'jvb' hosts in `bridges` (every bridge
     host of the environment must be there); never raises for a failed phase (see report.result).
+    A release newer than jitsi-ops knows stops it in preflight unless `allow_unknown_release`.
 
     The main host's lock guards the whole environment: every deploy goes through it."""
     deploy_id = hoststate.new_deploy_id(env.name)
@@ -492,6 +516,7 @@ def deploy(
     lock_info = hoststate.LockInfo.for_this_process(deploy_id, message or f"deploy {env.release}")
     run = _Run(env, runner, values, report, timeline, gate_timeout, progress, verifier)
     run.bridges = _bridge_runs(env, bridges or {})
+    run.allow_unknown_release = allow_unknown_release
     try:
         if dry_run:
             # A dry run only reads: it takes no lock (that would write), it reports one.
@@ -562,6 +587,7 @@ class _Run:
     step: migrations.ReleaseStep | None = None
     edits: list[migrations.FileEdit] = field(default_factory=list)
     bridges: list[_BridgeRun] = field(default_factory=list)
+    allow_unknown_release: bool = False
 
     def all_runners(self) -> dict[Host, Runner]:
         """Every host's runner, for the verify gate."""
@@ -679,7 +705,9 @@ class _Run:
         )
         progress, verifier, gate_timeout = self.progress, self.verifier, self.gate_timeout
         with timeline.phase("preflight") as phase:
-            phase.detail = preflight(env, runner, values)
+            phase.detail = preflight(
+                env, runner, values, allow_unknown_release=self.allow_unknown_release
+            )
             for bridge in self.bridges:
                 phase.detail += "; " + preflight_bridge(
                     bridge.env, bridge.runner, bridge.host.label

@@ -844,6 +844,7 @@ def secrets_file_mode(ctx: LintContext) -> Iterator[Finding]:
 # ---------------------------------------------------------------------------------------------
 # removed, renamed and legacy variables (release-dependent), then unknown keys
 
+
 @dataclass(frozen=True)
 class _Rename:
     old: str

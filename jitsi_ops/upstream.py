@@ -18,7 +18,14 @@ from types import MappingProxyType
 from jitsi_ops.versions import Release, parse_release
 
 DATA_FILE = "upstream-variables.tsv"
-COLUMNS = ("variable", "first_release", "last_release", "removed_in", "in_compose", "in_env_example")
+COLUMNS = (
+    "variable",
+    "first_release",
+    "last_release",
+    "removed_in",
+    "in_compose",
+    "in_env_example",
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,9 @@ def parse_table(text: str) -> dict[str, UpstreamVariable]:
             continue
         fields = line.split("\t")
         if len(fields) != len(COLUMNS):
-            raise ValueError(f"{DATA_FILE} line {number}: {len(fields)} columns, not {len(COLUMNS)}")
+            raise ValueError(
+                f"{DATA_FILE} line {number}: {len(fields)} columns, not {len(COLUMNS)}"
+            )
         name, first, last, removed, in_compose, in_example = fields
         rows[name] = UpstreamVariable(
             name=name,

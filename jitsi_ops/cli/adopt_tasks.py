@@ -16,6 +16,7 @@ from jitsi_ops.output import TaskOutput
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Host, SshOptions, load_environment, validate_env_name
 from jitsi_ops.ssh import SshRunner
+from jitsi_ops.versions import OLDEST_DEPLOYABLE, older_than_compose_sets
 
 
 def _runner(root: Path, name: str, options: adoption.HostOptions | None) -> Runner:
@@ -125,6 +126,13 @@ def adopt(
             f"would stop at, first: {report.check_errors[0]}"
         )
     print("nothing on the host was changed but the backup.")
+    if older_than_compose_sets(report.discovery.release) is not None:
+        print(
+            f"next: review env/{env}/, set JITSI_IMAGE_VERSION={OLDEST_DEPLOYABLE} or later in "
+            f"env/{env}/jitsi.env, then `invoke deploy --env {env}`: one upgrade, migrations "
+            f"from {report.discovery.release} on, rolled back to this host's files if it fails"
+        )
+        return
     print(
         f"next: review env/{env}/, then `invoke deploy --env {env}` (same release: it rewrites "
         ".env and the compose files, recreates no container)"

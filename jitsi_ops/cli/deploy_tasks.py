@@ -57,6 +57,8 @@ def _summary(report: DeployReport) -> str:
         "json": "print one JSON report instead of the timeline",
         "message": "a note stored in the lock and the audit log",
         "timeout": "seconds the verification gate may take (default: verify.timeout)",
+        "allow_unknown_release": "deploy a release newer than the newest jitsi-ops knows, with "
+        "the newest known release's compose set and no migrations for it",
     }
 )
 @boundary
@@ -67,6 +69,7 @@ def deploy(
     json: bool = False,
     message: str = "",
     timeout: float = 0.0,
+    allow_unknown_release: bool = False,
 ) -> None:
     """Upgrade safely: lock, preflight, plan, backup, pull, apply, verify, roll back on failure."""
     loaded = load(c, env)
@@ -86,6 +89,7 @@ def deploy(
             on_phase=None if json else out.phase,
             progress=None if json else out.progress,
             bridges=bridges,
+            allow_unknown_release=allow_unknown_release,
         )
     if json:
         emit_json(report.as_dict())

@@ -419,9 +419,7 @@ FIRES: list[Fires] = [
         TEST_ENV,
     ),
     Fires("image-version-pinned", "custom", {IMG: "my-build-7"}, "error", IMG, "'my-build-7'"),
-    Fires(
-        "release-unknown", "newer", {IMG: "stable-11300"}, "warning", IMG, "stable-11146-2"
-    ),
+    Fires("release-unknown", "newer", {IMG: "stable-11300"}, "warning", IMG, "stable-11146-2"),
     Fires(
         "release-unknown", "newer-patch", {IMG: "stable-11146-3"}, "warning", IMG, "stable-11146-3"
     ),
@@ -433,9 +431,7 @@ FIRES: list[Fires] = [
         IMG,
         "stable-10888",
     ),
-    Fires(
-        "release-before-compose-sets", "seed", {IMG: "stable-7882"}, "error", IMG, "stable-7882"
-    ),
+    Fires("release-before-compose-sets", "seed", {IMG: "stable-7882"}, "error", IMG, "stable-7882"),
     Fires(
         "image-version-pinned",
         "test-custom",

@@ -158,7 +158,9 @@ def test_every_removed_variable_is_reported_with_its_release(name: str) -> None:
 
 
 def test_removed_tcp_port_names_its_release_and_the_real_fix() -> None:
-    (finding,) = [f for f in _check({"JVB_TCP_PORT": "4443"}, NEWEST_KNOWN) if f.key == "JVB_TCP_PORT"]
+    (finding,) = [
+        f for f in _check({"JVB_TCP_PORT": "4443"}, NEWEST_KNOWN) if f.key == "JVB_TCP_PORT"
+    ]
     assert finding.rule == "removed-variable", _show([finding])
     assert "stable-7001" in finding.message and "TURN" in finding.hint, _show([finding])
     assert "JVB_XMPP_PORT" not in finding.hint
