@@ -26,7 +26,10 @@ ENABLE_HTTP_REDIRECT, JVB_PORT, ...) would add keys the host never had. What sti
 byte-level only and Compose ignores it: the header, the quoting, and the COMPOSE_PROJECT_NAME /
 COMPOSE_FILE keys jitsi-ops pins. The first deploy therefore rewrites `.env` and the compose
 files (its plan shows them) but recreates no container; it also removes the compose files that
-were not in use.
+were not in use. That holds for the releases jitsi-ops' compose sets describe exactly; an older
+install is adopted all the same, but its only deploy is the upgrade to a described release
+(migrations from the adopted release on, rollback to the host's own files), so adopt shows no
+same-release plan for it and says so.
 """
 
 from __future__ import annotations
