@@ -698,9 +698,9 @@ def release_unknown(ctx: LintContext) -> Iterator[Finding]:
         "warning",
         "JITSI_IMAGE_VERSION",
         message=f"JITSI_IMAGE_VERSION {release} is newer than {NEWEST_KNOWN}, the newest release "
-        f"jitsi-ops knows: its compose files, migrations and variables are unknown here (a deploy "
-        f"would use the {layout_for(str(release))} compose set of {NEWEST_KNOWN} and run no "
-        "migration for it)",
+        f"jitsi-ops knows: its compose files, migrations and variables are unknown here (`deploy` "
+        f"refuses it; allowed, it would use the {layout_for(str(release))} compose set of "
+        f"{NEWEST_KNOWN} and run no migration for it)",
         hint=f"pin {NEWEST_KNOWN}, or update jitsi-ops; to deploy it anyway with "
         f"{NEWEST_KNOWN}'s files, `invoke deploy --allow-unknown-release`",
     )

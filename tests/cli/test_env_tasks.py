@@ -180,6 +180,30 @@ def test_check_whiteboard_path_is_an_error_in_json(scratch_repo: Path) -> None:
     assert not any(v in result.stdout for v in secret_values)
 
 
+@pytest.mark.parametrize(
+    ("release", "code", "rule", "says"),
+    [
+        ("stable-11300", 0, "release-unknown", "newer than stable-11146-2"),
+        ("stable-7882", 1, "release-before-compose-sets", "pin stable-10978 or later"),
+    ],
+)
+def test_check_on_a_release_outside_the_compose_sets(
+    scratch_repo: Path, release: str, code: int, rule: str, says: str
+) -> None:
+    invoke(scratch_repo, "secrets", "--env", "example")
+    result = invoke(
+        scratch_repo,
+        "check",
+        "--env",
+        "example",
+        "--json",
+        env={"JITSI_OPS_JITSI_IMAGE_VERSION": release},
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    findings = [f for f in json.loads(result.stdout)["findings"] if f["rule"] == rule]
+    assert findings and says in findings[0]["message"] + findings[0]["hint"], findings
+
+
 def test_check_unknown_environment_is_one_line_with_hint(scratch_repo: Path) -> None:
     result = invoke(scratch_repo, "check", "--env", "prdo")
     assert result.returncode == 1
