@@ -14,8 +14,11 @@ Expected failures per variant (a fault is allowed to fail every check it really 
 from __future__ import annotations
 
 import json
+import posixpath
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -198,3 +201,65 @@ def test_env_file_mode_0644_fails_only_that_check(
     assert "1 of 26 checks failed: host.env_file@sandbox" in err, err
     line = next(li for li in out.splitlines() if "host.env_file" in li)
     assert "FAIL" in line and "mode 0644, expected 0600" in line, line
+
+
+def only_custom_config(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], timeout: int
+) -> tuple[int, dict[str, Any], str]:
+    """`invoke verify --only web.custom_config --json`: exit code, its one check, all output."""
+    code = invoke_verify(
+        monkeypatch, "--only", "web.custom_config", "--json", "--timeout", str(timeout)
+    )
+    out, err = capsys.readouterr()
+    (check,) = json.loads(out)["checks"]
+    return code, check, out + err
+
+
+def test_custom_config_counts_only_once_web_started_with_it(
+    deployed: Environment,
+    sandbox_runner: SshRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    web = posixpath.join(stack.resolve_config_dir(deployed, sandbox_runner), "web")
+    token = "e2e-custom-token-" + secrets.token_hex(8)
+    custom_js = (
+        f"// jitsi-ops e2e\r\nconfig.startWithAudioMuted = true;\r\nconfig.e2e = '{token}';\r\n"
+    )
+    interface_js = f"interfaceConfig.APP_NAME = 'jitsi-ops {token}';\n"
+    restart_web = [*stack.target_for(deployed).base(), "restart", "web"]
+
+    # Created after web started, as after an upgrade that ignored them: not served.
+    sandbox_runner.put(custom_js.encode(), f"{web}/custom-config.js", 0o644)
+    # Readable by root only: the rootless web (uid 1000) cannot copy it even when it restarts.
+    sandbox_runner.put(interface_js.encode(), f"{web}/custom-interface_config.js", 0o600)
+    code, check, output = only_custom_config(monkeypatch, capsys, 30)
+    assert (code, check["status"]) == (1, "fail"), output
+    assert check["observed"] == (
+        f"custom-config.js ({len(custom_js)} bytes) is not in the served /config.js; "
+        f"custom-interface_config.js ({len(interface_js)} bytes) is not in the served "
+        "/interface_config.js"
+    ), check["observed"]
+    assert "restart web" in check["hint"], check["hint"]
+    assert token not in output, "custom file content in verify output"
+
+    # web starts again and appends what it can read, like the real image.
+    sandbox_runner.run(restart_web, timeout=60)
+    code, check, output = only_custom_config(monkeypatch, capsys, 30)
+    assert (code, check["status"]) == (1, "fail"), output
+    assert check["observed"] == (
+        f"custom-config.js ({len(custom_js)} bytes) served in /config.js; "
+        f"custom-interface_config.js ({len(interface_js)} bytes) is not in the served "
+        "/interface_config.js"
+    ), check["observed"]
+    assert f"{web}/custom-interface_config.js is 0:0 mode 0600" in check["hint"], check["hint"]
+    assert token not in output, "custom file content in verify output"
+
+    sandbox_runner.run(["chmod", "0644", f"{web}/custom-interface_config.js"])
+    sandbox_runner.run(restart_web, timeout=60)
+    code, check, output = only_custom_config(monkeypatch, capsys, 30)
+    assert (code, check["status"]) == (0, "pass"), output
+    assert check["observed"].endswith(
+        f"custom-interface_config.js ({len(interface_js)} bytes) served in /interface_config.js"
+    ), check["observed"]
+    assert token not in output, "custom file content in verify output"
