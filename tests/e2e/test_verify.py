@@ -8,7 +8,9 @@ Expected failures per variant (a fault is allowed to fail every check it really 
 - PUBLIC_URL changed locally without redeploying -> web.config_js only;
 - jvb container stopped -> everything that needs a running jvb: host.containers, its published
   ports (sockets.jvb_udp, sockets.jvb_rest), conference.* ;
-- .env mode 0644 -> host.env_file only.
+- .env mode 0644 -> host.env_file only;
+- CONFIG/web/custom-*.js created after web started, or unreadable by uid 1000 ->
+  web.custom_config (run alone with --only), until web starts again with a readable file.
 """
 
 from __future__ import annotations
@@ -228,6 +230,7 @@ def test_custom_config_counts_only_once_web_started_with_it(
     )
     interface_js = f"interfaceConfig.APP_NAME = 'jitsi-ops {token}';\n"
     restart_web = [*stack.target_for(deployed).base(), "restart", "web"]
+    exec_web = [*stack.target_for(deployed).base(), "exec", "-T", "web"]
 
     # Created after web started, as after an upgrade that ignored them: not served.
     sandbox_runner.put(custom_js.encode(), f"{web}/custom-config.js", 0o644)
@@ -254,6 +257,11 @@ def test_custom_config_counts_only_once_web_started_with_it(
     ), check["observed"]
     assert f"{web}/custom-interface_config.js is 0:0 mode 0600" in check["hint"], check["hint"]
     assert token not in output, "custom file content in verify output"
+    # The stand-in's append is upstream's `cat >>` from the /run copy: bytes as they are.
+    rendered = sandbox_runner.run([*exec_web, "cat", "/run/web/config/config.js"]).stdout
+    assert rendered.endswith("};\n" + custom_js), rendered[-200:]
+    copied = sandbox_runner.run([*exec_web, "ls", "/run/web/config"]).stdout.split()
+    assert "custom-config.js" in copied and "custom-interface_config.js" not in copied, copied
 
     sandbox_runner.run(["chmod", "0644", f"{web}/custom-interface_config.js"])
     sandbox_runner.run(restart_web, timeout=60)
