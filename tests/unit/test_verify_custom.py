@@ -1,6 +1,7 @@
-"""web.custom_config: CONFIG/web custom-*.js against the served config.js / interface_config.js,
-on captured files (tests/fixtures/verify/custom) through the RecordingRunner; the served text is
-what Facts.served_text would have fetched over PUBLIC_URL."""
+"""web.custom_config: CONFIG/web custom-*.js against the served config.js / interface_config.js
+through the RecordingRunner. tests/fixtures/verify/custom: served-*.js were fetched over HTTPS
+from the sandbox's stand-in web (plain; after a start with an older custom-config.js; after a
+start with both custom files); Facts.served_text is replaced by those answers."""
 
 from __future__ import annotations
 
