@@ -135,12 +135,28 @@ def verdict(
     return passed(observed)
 
 
-def _stat(facts: Facts, host: Host, paths: list[str]) -> dict[str, derive.StatInfo]:
-    # A missing path only costs its line (stat exits 1 and reports the others).
-    out = facts.runner(host).run(
-        ["stat", "-L", "-c", derive.STAT_FORMAT, "--", *paths], check=False, timeout=facts.timeout()
-    )
-    return derive.parse_stat(out.stdout)
+def stat_argv(paths: list[str]) -> list[str]:
+    """`stat` of the custom files in the C locale, so "No such file" reads the same everywhere."""
+    return ["env", "LC_ALL=C", "stat", "-L", "-c", derive.STAT_FORMAT, "--", *paths]
+
+
+def stat_problems(stderr: str) -> list[str]:
+    """stderr lines of that `stat` other than a missing file (which is the normal case)."""
+    return [
+        line.strip()
+        for line in stderr.splitlines()
+        if line.strip() and "No such file or directory" not in line
+    ]
+
+
+def _stat(facts: Facts, host: Host, paths: list[str]) -> tuple[dict[str, derive.StatInfo], str]:
+    # A missing path only costs its line (stat exits 1 and reports the others); anything else
+    # (a CONFIG/web the deploy user cannot search) must not pass as "no custom files".
+    out = facts.runner(host).run(stat_argv(paths), check=False, timeout=facts.timeout())
+    problems = stat_problems(out.stderr)
+    if not out.ok and not problems and not out.stderr.strip():
+        problems = [f"exit {out.exit_code}"]
+    return derive.parse_stat(out.stdout), derive.excerpt("; ".join(problems))
 
 
 def _finding(
@@ -168,7 +184,12 @@ def check_custom_config(facts: Facts, host: Host) -> CheckResult:
     """custom-config.js / custom-interface_config.js in CONFIG/web are part of what web serves."""
     web_dir = posixpath.join(facts.config_dir(host), "web")
     paths = {c: posixpath.join(web_dir, c.name) for c in CUSTOM_FILES}
-    found = _stat(facts, host, list(paths.values()))
+    found, problem = _stat(facts, host, list(paths.values()))
+    if problem:
+        return warned(
+            f"cannot tell whether {web_dir} holds custom files: `stat` said {problem}",
+            hint="the deploy user must be able to read CONFIG/web (or set sudo = true)",
+        )
     findings = [
         _finding(facts, host, custom, path, found[path])
         for custom, path in paths.items()

@@ -22,7 +22,8 @@ FIXTURES = REPO / "tests" / "fixtures" / "verify" / "custom"
 WEB = "/srv/jitsi-ops-sandbox/config/web"
 CONFIG_JS = f"{WEB}/custom-config.js"
 INTERFACE_JS = f"{WEB}/custom-interface_config.js"
-STAT = ("stat", "-L", "-c", "%n|%F|%u|%g|%a", "--", CONFIG_JS, INTERFACE_JS)
+STAT = ("env", "LC_ALL=C", "stat", "-L", "-c", "%n|%F|%u|%g|%a", "--", CONFIG_JS, INTERFACE_JS)
+MISSING = "stat: cannot statx '{}': No such file or directory\n"
 TOKEN = "fixture-token-7c1e9a55d0b34f2e"  # in custom-config.js: must never be reported
 
 
@@ -42,10 +43,11 @@ def stat_line(path: str, uid: int = 0, gid: int = 0, mode: str = "644") -> str:
 
 def host_with(files: dict[str, bytes], stat_lines: list[str]) -> RecordingRunner:
     # stat exits 1 when one of the paths is missing and still reports the others.
-    code = 0 if len(stat_lines) == 2 else 1
+    stdout = "".join(f"{line}\n" for line in stat_lines)
+    stderr = "".join(MISSING.format(p) for p in (CONFIG_JS, INTERFACE_JS) if p not in stdout)
     return RecordingRunner(
         label="sandbox",
-        responses={STAT: (code, "".join(f"{line}\n" for line in stat_lines), "")},
+        responses={STAT: (1 if stderr else 0, stdout, stderr)},
         files=dict(files),
     )
 
@@ -242,12 +244,28 @@ def test_unreadable_over_ssh_is_a_warning(monkeypatch: pytest.MonkeyPatch) -> No
             raise PermissionError(13, "Permission denied", path)
 
     runner = Denied(
-        label="sandbox", responses={STAT: (1, stat_line(CONFIG_JS, mode="600") + "\n", "")}
+        label="sandbox",
+        responses={
+            STAT: (1, stat_line(CONFIG_JS, mode="600") + "\n", MISSING.format(INTERFACE_JS))
+        },
     )
     result = run_check(monkeypatch, runner, Served({}))
     assert result.status == "warn", result
     assert "custom-config.js (0 bytes) could not be read over SSH" in result.observed, result
     assert CONFIG_JS in result.hint and "sudo = true" in result.hint, result.hint
+
+
+def test_a_config_web_the_deploy_user_cannot_search_is_not_a_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    denied = "".join(
+        f"stat: cannot statx '{p}': Permission denied\n" for p in (CONFIG_JS, INTERFACE_JS)
+    )
+    runner = RecordingRunner(label="sandbox", responses={STAT: (1, "", denied)})
+    result = run_check(monkeypatch, runner, Served({}))
+    assert result.status == "warn", result
+    assert result.observed.startswith(f"cannot tell whether {WEB} holds custom files"), result
+    assert "Permission denied" in result.observed and "sudo = true" in result.hint, result
 
 
 def test_suite_has_it_after_config_js_and_only_selects_it() -> None:
