@@ -4,7 +4,8 @@ environment (hosts and roles, rendered values, enabled components).
 Groups, in the order they run and are reported:
   host.*        Docker/Compose versions, containers, restarts, images, .env, CONFIG dirs, disk
   sockets.*     published ports; jicofo/jvb REST on 127.0.0.1 only
-  web.*         `/`, config.js against the rendered .env, HTTP->HTTPS redirect, TLS certificate
+  web.*         `/`, config.js against the rendered .env, custom-*.js served, HTTP->HTTPS redirect,
+                TLS certificate
   signalling.*  BOSH session creation, XMPP websocket upgrade
   conference.*  jicofo bridges and health, jvb health and version on every JVB host
   collab.*      whiteboard through socket.io like the Jitsi client, etherpad pad page
@@ -32,7 +33,7 @@ import websocket
 from jitsi_ops import commands
 from jitsi_ops.errors import OpsError
 from jitsi_ops.settings import Environment, Host
-from jitsi_ops.verify import derive
+from jitsi_ops.verify import custom, derive
 from jitsi_ops.verify.facts import Facts
 from jitsi_ops.verify.hostside import peer_address
 from jitsi_ops.verify.model import Check, CheckFunc, CheckResult, failed, passed, warned
@@ -493,6 +494,10 @@ def check_config_js(facts: Facts, _host: Host) -> CheckResult:
             final=True,
         )
     return passed(", ".join(f"{k}={v if v is not None else 'absent'}" for k, v in expected.items()))
+
+
+# The operator's CONFIG/web/custom-*.js survive upgrades only if web still appends them (custom.py).
+check(custom.CHECK_ID, custom.DESCRIPTION, scope="main")(custom.check_custom_config)
 
 
 @check("web.redirect", "HTTP redirects to HTTPS", scope="main", enabled=_redirect_enabled)

@@ -279,17 +279,22 @@ class Facts:
         """A requests session with the environment's trust (one per round)."""
         return self.memo("session", lambda: self.trust().session())
 
-    def served_config(self) -> dict[str, Any]:
-        """config.js as the web container serves it over PUBLIC_URL, parsed."""
+    def served_text(self, name: str) -> str:
+        """A file the web container serves at PUBLIC_URL/NAME (config.js, ...), as UTF-8 text."""
 
-        def produce() -> dict[str, Any]:
-            url = self.base_url() + "config.js"
+        def produce() -> str:
+            url = self.base_url() + name
             response = self.session().get(url, timeout=self.timeout(), allow_redirects=False)
             if response.status_code != 200:
                 raise OpsError(f"GET {url} answered {response.status_code}")
-            return parse_config_js(response.text)
+            # nginx may send no charset; the files are UTF-8, as the custom files compared to them.
+            return response.content.decode("utf-8", errors="replace")
 
-        return self.memo("config.js", produce)
+        return self.memo(f"served:{name}", produce)
+
+    def served_config(self) -> dict[str, Any]:
+        """config.js as the web container serves it over PUBLIC_URL, parsed."""
+        return self.memo("config.js", lambda: parse_config_js(self.served_text("config.js")))
 
     def loopback(self, host: Host, port: int, path: str) -> HttpAnswer:
         """GET from a host's 127.0.0.1:PORT (through SSH for remote hosts)."""

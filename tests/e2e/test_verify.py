@@ -8,14 +8,19 @@ Expected failures per variant (a fault is allowed to fail every check it really 
 - PUBLIC_URL changed locally without redeploying -> web.config_js only;
 - jvb container stopped -> everything that needs a running jvb: host.containers, its published
   ports (sockets.jvb_udp, sockets.jvb_rest), conference.* ;
-- .env mode 0644 -> host.env_file only.
+- .env mode 0644 -> host.env_file only;
+- CONFIG/web/custom-*.js created after web started, or unreadable by uid 1000 ->
+  web.custom_config (run alone with --only), until web starts again with a readable file.
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -110,9 +115,9 @@ def test_healthy_sandbox_passes_every_check_and_leaks_no_secret(
     document = json.loads(out)
     statuses = {(c["id"], c["host"]): c["status"] for c in document["checks"]}
     assert document["ok"] is True and set(statuses.values()) == {"pass"}, statuses
-    assert len(statuses) == 25, sorted(statuses)
+    assert len(statuses) == 26, sorted(statuses)
     root = ElementTree.parse(junit).getroot()
-    assert (root.tag, root.get("tests"), root.get("failures")) == ("testsuites", "25", "0"), (
+    assert (root.tag, root.get("tests"), root.get("failures")) == ("testsuites", "26", "0"), (
         root.attrib
     )
 
@@ -120,8 +125,8 @@ def test_healthy_sandbox_passes_every_check_and_leaks_no_secret(
     human, err = capsys.readouterr()
     assert code == 0, f"{human}\n{err}"
     lines = human.strip().splitlines()
-    assert len(lines) == 26 and all(" PASS" in line for line in lines[:-1]), human
-    assert lines[-1].startswith("verify sandbox (stable-11146-2): 25 passed, 0 failed"), lines[-1]
+    assert len(lines) == 27 and all(" PASS" in line for line in lines[:-1]), human
+    assert lines[-1].startswith("verify sandbox (stable-11146-2): 26 passed, 0 failed"), lines[-1]
 
     secrets = secret_values(rendered_values(deployed))
     assert secrets, "the sandbox has generated secrets"
@@ -195,6 +200,74 @@ def test_env_file_mode_0644_fails_only_that_check(
     code = invoke_verify(monkeypatch, "--timeout", "45")
     out, err = capsys.readouterr()
     assert code == 1, f"{out}\n{err}"
-    assert "1 of 25 checks failed: host.env_file@sandbox" in err, err
+    assert "1 of 26 checks failed: host.env_file@sandbox" in err, err
     line = next(li for li in out.splitlines() if "host.env_file" in li)
     assert "FAIL" in line and "mode 0644, expected 0600" in line, line
+
+
+def only_custom_config(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], timeout: int
+) -> tuple[int, dict[str, Any], str]:
+    """`invoke verify --only web.custom_config --json`: exit code, its one check, all output."""
+    code = invoke_verify(
+        monkeypatch, "--only", "web.custom_config", "--json", "--timeout", str(timeout)
+    )
+    out, err = capsys.readouterr()
+    (check,) = json.loads(out)["checks"]
+    return code, check, out + err
+
+
+def test_custom_config_counts_only_once_web_started_with_it(
+    deployed: Environment,
+    sandbox_runner: SshRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    web = posixpath.join(stack.resolve_config_dir(deployed, sandbox_runner), "web")
+    token = "e2e-custom-token-" + secrets.token_hex(8)
+    custom_js = (
+        f"// jitsi-ops e2e\r\nconfig.startWithAudioMuted = true;\r\nconfig.e2e = '{token}';\r\n"
+    )
+    interface_js = f"interfaceConfig.APP_NAME = 'jitsi-ops {token}';\n"
+    restart_web = [*stack.target_for(deployed).base(), "restart", "web"]
+    exec_web = [*stack.target_for(deployed).base(), "exec", "-T", "web"]
+
+    # Created after web started, as after an upgrade that ignored them: not served.
+    sandbox_runner.put(custom_js.encode(), f"{web}/custom-config.js", 0o644)
+    # Readable by root only: the rootless web (uid 1000) cannot copy it even when it restarts.
+    sandbox_runner.put(interface_js.encode(), f"{web}/custom-interface_config.js", 0o600)
+    code, check, output = only_custom_config(monkeypatch, capsys, 30)
+    assert (code, check["status"]) == (1, "fail"), output
+    assert check["observed"] == (
+        f"custom-config.js ({len(custom_js)} bytes) is not in the served /config.js; "
+        f"custom-interface_config.js ({len(interface_js)} bytes) is not in the served "
+        "/interface_config.js"
+    ), check["observed"]
+    assert "restart web" in check["hint"], check["hint"]
+    assert token not in output, "custom file content in verify output"
+
+    # web starts again and appends what it can read, like the real image.
+    sandbox_runner.run(restart_web, timeout=60)
+    code, check, output = only_custom_config(monkeypatch, capsys, 30)
+    assert (code, check["status"]) == (1, "fail"), output
+    assert check["observed"] == (
+        f"custom-config.js ({len(custom_js)} bytes) served in /config.js; "
+        f"custom-interface_config.js ({len(interface_js)} bytes) is not in the served "
+        "/interface_config.js"
+    ), check["observed"]
+    assert f"{web}/custom-interface_config.js is 0:0 mode 0600" in check["hint"], check["hint"]
+    assert token not in output, "custom file content in verify output"
+    # The stand-in's append is upstream's `cat >>` from the /run copy: bytes as they are.
+    rendered = sandbox_runner.run([*exec_web, "cat", "/run/web/config/config.js"]).stdout
+    assert rendered.endswith("};\n" + custom_js), rendered[-200:]
+    copied = sandbox_runner.run([*exec_web, "ls", "/run/web/config"]).stdout.split()
+    assert "custom-config.js" in copied and "custom-interface_config.js" not in copied, copied
+
+    sandbox_runner.run(["chmod", "0644", f"{web}/custom-interface_config.js"])
+    sandbox_runner.run(restart_web, timeout=60)
+    code, check, output = only_custom_config(monkeypatch, capsys, 30)
+    assert (code, check["status"]) == (0, "pass"), output
+    assert check["observed"].endswith(
+        f"custom-interface_config.js ({len(interface_js)} bytes) served in /interface_config.js"
+    ), check["observed"]
+    assert token not in output, "custom file content in verify output"

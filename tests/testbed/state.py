@@ -33,7 +33,9 @@ from . import sshhosts
 from .system import TestbedError
 
 REPO = Path(__file__).resolve().parents[2]
-STATE_DIR = REPO / ".testbed"
+# Resolved: a git worktree links .testbed to the main checkout's, and the daemons' markers
+# (config paths on their command lines) must be the same strings from either checkout.
+STATE_DIR = (REPO / ".testbed").resolve()
 RUN_DIR = Path("/run/jitsiops-testbed")
 NETNS_DIR = Path("/run/netns")
 _STATE_VERSION = 1

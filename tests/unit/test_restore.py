@@ -32,6 +32,8 @@ from tests.unit.taskrun import run_task
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "restore-secret-never-printed"
 DIGEST = "127.0.0.1:5000/jitsi/web@sha256:" + "d" * 64
+CUSTOM_CONFIG = "config.startWithAudioMuted = true;\r\nconfig.subject = 'Réunion';\r\n"
+CUSTOM_INTERFACE = "interfaceConfig.APP_NAME = 'Ours';\n"
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="numeric owners need root")
 
 
@@ -158,6 +160,9 @@ class Scene:
         if os.geteuid() == 0:
             os.chown(self.config / "prosody" / "config" / "data", 100, 102)
         self.write(self.config / "jibri" / "recordings" / "old.mp4", "rec\n", 0o644)
+        # The operator's web customizations (what an upgrade must not lose, issue 11).
+        self.write(self.config / "web" / "custom-config.js", CUSTOM_CONFIG, 0o640, 1000, 1000)
+        self.write(self.config / "web" / "custom-interface_config.js", CUSTOM_INTERFACE, 0o644)
         env_text = (
             f"CONFIG={self.config}\nJITSI_IMAGE_REPO=127.0.0.1:5000/jitsi\n"
             "JITSI_IMAGE_VERSION=stable-11031\nHTTP_PORT=8000\nHTTPS_PORT=8443\n"
@@ -242,6 +247,9 @@ class Scene:
             os.chown(self.config / "web" / "keys" / "cert.key", 1000, 1000)
         (self.config / "prosody" / "config" / "data" / "alice.dat").unlink()
         (self.config / "web" / "stray").symlink_to("/etc")
+        # The customizations lost the way an operator loses them: one removed, one edited.
+        (self.config / "web" / "custom-config.js").unlink()
+        (self.config / "web" / "custom-interface_config.js").write_text("// emptied\n")
         (self.config / "jibri" / "recordings" / "new.mp4").write_text("new recording\n")
 
     def restore(self, **kw: Any) -> restore.RestoreReport:
@@ -315,6 +323,30 @@ def test_restore_puts_back_owners_modes_and_content_and_removes_what_came_after(
         scene.manifest.deploy_id,
     )
     assert SECRET not in "\n".join(lines) + "\n".join(audit) + json.dumps(report.as_dict())
+
+
+def test_restore_brings_back_the_custom_web_files(scene: Scene) -> None:
+    web = scene.config / "web"
+    archived = {f.path: f for f in scene.manifest.files}
+    for name, text in (
+        ("custom-config.js", CUSTOM_CONFIG),
+        ("custom-interface_config.js", CUSTOM_INTERFACE),
+    ):
+        entry = archived.get(str(web / name))
+        assert entry is not None, f"{name} is not in the backup manifest"
+        assert entry.sha256 == hashlib.sha256(text.encode()).hexdigest(), entry
+    scene.upgrade()
+    assert not (web / "custom-config.js").exists()
+    report = scene.restore(verifier=ok_verifier, say=lambda _line: None)
+    assert report.result == "restored", report.error
+    restored = web / "custom-config.js"
+    assert restored.read_bytes() == CUSTOM_CONFIG.encode(), "custom-config.js did not come back"
+    assert stat.S_IMODE(restored.stat().st_mode) == 0o640, oct(restored.stat().st_mode)
+    if os.geteuid() == 0:
+        assert (restored.stat().st_uid, restored.stat().st_gid) == (1000, 1000)
+    assert (web / "custom-interface_config.js").read_text() == CUSTOM_INTERFACE, (
+        "custom-interface_config.js was not put back as backed up"
+    )
 
 
 def assert_nothing_happened(

@@ -68,6 +68,7 @@ def test_sandbox_suite_lists_every_check_once_on_its_host() -> None:
         "sockets.jvb_rest",
         "web.root",
         "web.config_js",
+        "web.custom_config",
         "web.tls",
         "signalling.bosh",
         "signalling.websocket",

@@ -12,6 +12,10 @@ Kept from the real image (docker-jitsi-meet stable-11146-2 and, for legacy, stab
   ``config.<key> = ...;`` assignment per line): with ENABLE_SUBDOMAINS (default true) the bosh
   and websocket URLs are ``'https://<host>/' + subdir + 'http-bind'`` where ``subdir`` is set
   by nginx SSI (``''`` outside a tenant path), exactly like the real template;
+- ``CONFIG/web/custom-config.js`` / ``custom-interface_config.js`` (and
+  ``nginx/custom-meet.conf``) are appended to the freshly rendered files at every start, byte for
+  byte like upstream's ``cat >>``; on rootless from the /run copy, so a file uid 1000 cannot read
+  is left out; a file created or edited later is served only after the next start;
 - nginx proxies /http-bind and /xmpp-websocket to XMPP_BOSH_URL_BASE, ``= /socket.io/`` to
   WHITEBOARD_COLLAB_SERVER_URL_BASE and ``/etherpad/`` to ETHERPAD_URL_BASE (only when set);
   variables in ``proxy_pass`` plus a resolver make nginx start before the backends resolve.
@@ -408,29 +412,37 @@ def main() -> None:
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (paths.temp / sub).mkdir(parents=True, exist_ok=True)
     (paths.nginx / "site-confs").mkdir(parents=True, exist_ok=True)
-    (paths.nginx / "meet.conf").write_text(
-        render_meet_conf(paths) + _custom(paths, "nginx/custom-meet.conf")
-    )
+    (paths.nginx / "meet.conf").write_text(render_meet_conf(paths))
+    _append_custom(paths, "nginx/custom-meet.conf", paths.nginx / "meet.conf")
     (paths.nginx / "ssl.conf").write_text(render_ssl_conf(paths))
     (paths.nginx / "nginx.conf").write_text(render_nginx_conf(paths))
-    (paths.config / "config.js").write_text(render_config_js() + _custom(paths, "custom-config.js"))
+    (paths.config / "config.js").write_text(render_config_js())
+    _append_custom(paths, "custom-config.js", paths.config / "config.js")
     (paths.config / "interface_config.js").write_text(
         "var interfaceConfig = {\n    APP_NAME: 'Jitsi Meet',\n    SHOW_JITSI_WATERMARK: true\n};\n"
-        + _custom(paths, "custom-interface_config.js")
     )
+    _append_custom(paths, "custom-interface_config.js", paths.config / "interface_config.js")
     ports = f"{paths.http_port}" + ("" if not https else f"/{paths.https_port}")
     log(COMPONENT, f"{release()} ({layout()}) nginx on {ports}, config in {paths.config}")
     os.umask(0o022)
     exec_main(["nginx", "-e", "stderr", "-c", str(paths.nginx / "nginx.conf")])
 
 
-def _custom(paths: Paths, name: str) -> str:
-    """An operator's custom-* file, appended like upstream's ``cat >>``."""
-    path = paths.config / name
+def _append_custom(paths: Paths, name: str, target: Path) -> None:
+    """Upstream's ``[[ -f $CUSTOM ]] && cat $CUSTOM >> $TARGET``: the bytes as they are.
+
+    Read from the rendered config dir, so on rootless a file uid 1000 could not copy out of
+    /config is simply absent here and nothing is appended; that happens at start only.
+    """
     try:
-        return "\n" + path.read_text()
-    except OSError:
-        return ""
+        data = (paths.config / name).read_bytes()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log(COMPONENT, f"cat: {paths.config / name}: {exc.strerror}")
+        return
+    with target.open("ab") as out:
+        out.write(data)
 
 
 if __name__ == "__main__":
