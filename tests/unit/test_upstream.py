@@ -28,7 +28,7 @@ from jitsi_ops.versions import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "upstream-env-example"
-SHARED_TABLE = REPO_ROOT.parent.parent / "shared" / "upstream-variables.tsv"
+SHARED_TABLE = REPO_ROOT.parent / "shared" / "upstream-variables.tsv"
 TABLE = upstream.variables()
 # Every release the table names (a first or a removing release), oldest first, plus the newest.
 RELEASES = sorted(
