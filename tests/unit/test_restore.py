@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 
-from jitsi_ops import backup, restore
+from jitsi_ops import archive, backup, restore
 from jitsi_ops.backup import FileEntry, HostEntry, Manifest, Omitted, Root
 from jitsi_ops.cli import common as cli_common
 from jitsi_ops.cli import restore_tasks
 from jitsi_ops.hoststate import new_deploy_id
 from jitsi_ops.settings import BackupOptions, DeploySettings, Environment, Host
 from jitsi_ops.verify.model import VerifyReport
+from tests import crafted
 from tests.unit.fakehost import FakeDockerHost
 from tests.unit.taskrun import run_task
 
@@ -312,9 +313,12 @@ def test_restore_puts_back_owners_modes_and_content_and_removes_what_came_after(
     assert "-p" in down and "handmade" in down
     up = next(c for c in scene.runner.calls if "up" in c and c[0] == "docker")
     assert f"{scene.stack}/docker-compose.yml" in up
+    # The host's archive is checked with GNU tar's listing, then before and after the stop.
     assert (
-        sum(1 for c in flat if c.startswith("sha256sum") and scene.manifest.archive_name in c) == 2
+        sum(1 for c in flat if c.startswith("sha256sum") and scene.manifest.archive_name in c) == 3
     )
+    listing = next(i for i, c in enumerate(flat) if c.startswith("tar --list"))
+    assert listing < order[1], "GNU tar's listing must come before the stop"
     audit = (scene.stack / ".jitsi-ops" / "audit.log").read_text().splitlines()
     record = json.loads(audit[-1])
     assert (record["action"], record["result"], record["backup_id"]) == (
@@ -356,7 +360,12 @@ def assert_nothing_happened(
     assert scene.listing(skip_excluded=False) == before
     docker = [c for c in scene.runner.calls if c[0] == "docker"]
     assert not [c for c in docker if "down" in c or "up" in c or "tag" in c], docker
-    assert not [c for c in scene.runner.calls if c[0] in ("mkdir", "tar", "xargs", "put")]
+    writes = [
+        c
+        for c in scene.runner.calls
+        if c[0] in ("mkdir", "tar", "xargs", "put") and not (c[0] == "tar" and "--list" in c)
+    ]
+    assert not writes, writes
     assert not (scene.stack / ".jitsi-ops" / "lock").exists()
 
 
@@ -419,6 +428,79 @@ def test_archive_with_a_member_outside_the_roots_is_refused(scene: Scene) -> Non
     assert_nothing_happened(scene, before, report)
     assert "outside the backup's roots" in report.error
     assert not (scene.root / "outside").exists()
+
+
+def plant(scene: Scene, data: bytes, manifest: Manifest) -> None:
+    """Replace the scene's backup by a crafted archive and the manifest that vouches for it."""
+    scene.archive.write_bytes(data)
+    (scene.backups / f"{scene.manifest.deploy_id}.json").write_text(manifest.to_json())
+
+
+def test_manifest_that_declares_a_root_of_its_own_is_refused_before_anything_stops(
+    scene: Scene,
+) -> None:
+    """A `config` root added at another path: its "stale" files would be removed and a setuid
+    file extracted there. Only the environment's own CONFIG and stack dir are roots."""
+    extra = scene.host / "elsewhere"
+    extra.mkdir()
+    (extra / "precious").write_text("not in any backup\n")
+    planted = [
+        crafted.member(backup.member_name(str(extra)), None, mode=0o755),
+        crafted.member(backup.member_name(str(extra / "suid")), b"#!/bin/sh\n", mode=0o4755),
+    ]
+    data = crafted.with_members(scene.archive.read_bytes(), planted)
+    plant(
+        scene,
+        data,
+        crafted.vouching_manifest(
+            scene.manifest,
+            data,
+            roots=[Root("config", str(extra), str(extra))],
+            files=crafted.file_entries(planted),
+        ),
+    )
+    before = scene.listing(skip_excluded=False)
+    report = scene.restore()
+    assert_nothing_happened(scene, before, report)
+    assert (extra / "precious").read_text() == "not in any backup\n"
+    assert not (extra / "suid").exists()
+    assert f"config root {extra}" in report.error, report.error
+    assert "\n" not in report.error and "hint:" in report.error, report.error
+    assert not [c for c in scene.runner.calls if c[0] == "find" and str(extra) in c]
+
+
+def test_members_smuggled_after_a_damaged_header_are_refused_before_anything_stops(
+    scene: Scene,
+) -> None:
+    """tarfile stops at the bad header, so every check passes; GNU tar would extract the rest."""
+    outside = scene.root / "outside"
+    hidden = [crafted.member(backup.member_name(str(outside / "suid")), b"#!/bin/sh\n", mode=0o4755)]
+    data = crafted.smuggle_after_damaged_header(scene.archive.read_bytes(), hidden)
+    plant(scene, data, crafted.vouching_manifest(scene.manifest, data))
+    before = scene.listing(skip_excluded=False)
+    report = scene.restore()
+    assert_nothing_happened(scene, before, report)
+    assert "after the last member" in report.error, report.error
+    assert not outside.exists()
+
+
+def test_gnu_tar_listing_on_the_host_is_compared_before_anything_stops(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the local end-of-archive check, GNU tar's own listing of the host's archive still
+    shows what tarfile missed, and the restore is refused with nothing stopped."""
+    monkeypatch.setattr(archive, "_check_end", lambda _path, _end: None)
+    outside = scene.root / "outside"
+    hidden = [crafted.member(backup.member_name(str(outside / "suid")), b"#!/bin/sh\n", mode=0o4755)]
+    data = crafted.smuggle_after_damaged_header(scene.archive.read_bytes(), hidden)
+    plant(scene, data, crafted.vouching_manifest(scene.manifest, data))
+    before = scene.listing(skip_excluded=False)
+    report = scene.restore()
+    assert_nothing_happened(scene, before, report)
+    assert "GNU tar" in report.error and "Skipping to next header" in report.error, report.error
+    assert not outside.exists()
+    listed = [c for c in scene.runner.calls if c[0] == "tar"]
+    assert listed == [tuple(backup.tar_list(str(scene.archive)))], listed
 
 
 def test_cancelled_restore_changes_nothing(scene: Scene) -> None:
