@@ -329,18 +329,16 @@ def accepted_roots(env: Environment, runner: Runner) -> tuple[backup.Root, ...]:
     A root that does not exist is resolved as far as it does (`realpath -m`)."""
     out = []
     for root in backup.resolve_roots(env, runner):
+        resolved = root.path
         if not root.present:
             result = runner.run(realpath_missing_ok(root.path), check=False)
-            resolved = result.stdout.rstrip("\n")
-            if result.ok and resolved.startswith("/"):
-                root = replace(root, path=resolved)
-        out.append(root)
+            if result.ok and result.stdout.startswith("/"):
+                resolved = result.stdout.rstrip("\n")
+        out.append(replace(root, path=resolved))
     return tuple(out)
 
 
-def check_archive(
-    local: Path, manifest: backup.Manifest, accepted: Sequence[backup.Root]
-) -> None:
+def check_archive(local: Path, manifest: backup.Manifest, accepted: Sequence[backup.Root]) -> None:
     """The manifest's roots are `accepted` ones, the archive is the manifest's and safe to
     extract, every member below one of those roots; RestoreRefused otherwise."""
     check_roots(manifest, accepted)
