@@ -349,7 +349,7 @@ def check_archive(local: Path, manifest: backup.Manifest, accepted: Sequence[bac
 def check_gnu_listing(result: Result, manifest: backup.Manifest) -> None:
     """GNU tar's listing (`backup.tar_list`) of the archive to extract must be clean and describe
     exactly the manifest's files (names, types, modes, owners, sizes, link targets)."""
-    name = posixpath.basename(result.argv[-1].removeprefix("--file=")) if result.argv else "?"
+    name = manifest.archive_name
     hint = "GNU tar would extract something the checks did not see; nothing was stopped"
     if not result.ok:
         tail = " | ".join(line for line in result.stderr.strip().splitlines()[-2:] if line)

@@ -227,7 +227,7 @@ def test_gnu_listing_that_skipped_a_damaged_header_is_refused() -> None:
     with pytest.raises(archive.RestoreRefused) as caught:
         restore.check_gnu_listing(captured("tar-list-damaged-header.json"), VISIBLE_MANIFEST)
     assert caught.value.message == (
-        "refusing tar-list-damaged-header.tar.gz: GNU tar's listing of it exited 2 "
+        "refusing x.tar.gz: GNU tar's listing of it exited 2 "
         "(tar: Skipping to next header | tar: Exiting with failure status due to previous errors)"
     )
     assert "nothing was stopped" in caught.value.hint
