@@ -16,7 +16,11 @@ out here, deliberately, and checked for the whole archive first:
   would resolve it after extraction, `..` after a link included), must stay inside the roots;
   so must the directory every member is written into;
 - a hard link must point to a regular file that came earlier in the archive, inside the roots;
-- a name may appear only once.
+- a name may appear only once;
+- nothing but NUL padding may follow the last member: Python's tarfile ends the archive at a
+  header with a bad checksum (or a zero block), where GNU tar, which does the real extraction,
+  reports the header, skips it and extracts whatever members follow. Those members would reach
+  the disk without any rule above having seen them.
 
 Owners (numeric) and modes are kept as archived. `extract_archive` additionally checks the
 destination as it is on disk (a symlink already there must not lead a write out of the roots),
@@ -204,9 +208,26 @@ def _check_gzip(path: Path) -> None:
         raise _refuse(path, f"corrupt or truncated archive ({exc})") from None
 
 
+def _check_end(path: Path, end: int) -> None:
+    """The decompressed bytes from `end` (where tarfile stopped reading) on must all be NUL."""
+    with gzip.open(path, "rb") as stream:
+        stream.seek(end)
+        offset = end
+        while chunk := stream.read(_CHUNK):
+            rest = chunk.lstrip(b"\0")
+            if rest:
+                raise _refuse(
+                    path,
+                    f"data after the last member, at byte {offset + len(chunk) - len(rest)} of "
+                    "the tar stream (a damaged header that GNU tar would skip and read past)",
+                )
+            offset += len(chunk)
+
+
 def _validated(tar: tarfile.TarFile, path: Path, roots: tuple[str, ...]) -> list[tarfile.TarInfo]:
     try:
         members = tar.getmembers()
+        _check_end(path, tar.offset)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise _refuse(path, f"corrupt or truncated archive ({exc})") from None
     checker = _Checker(roots)

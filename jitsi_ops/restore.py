@@ -2,13 +2,21 @@
 
 Everything that can refuse does so while the stack still runs:
 
-1. the manifest and the archive are downloaded to a private temporary directory here; the
-   archive must be exactly the one the manifest describes (size, sha256, every member's type,
-   mode, owner and content: jitsi_ops.archive.verify_manifest_checksums) and safe to extract
-   (jitsi_ops.archive.validate_archive: no absolute names, no "..", no links leading out of the
-   backup's roots, no devices or fifos). A truncated or corrupt archive stops here;
-2. the restored stack (`.env` and compose files, read out of the local archive) must be
-   startable: it names its compose files and the backup's stack dir is the environment's.
+1. the manifest and the archive are downloaded to a private temporary directory here;
+2. the manifest's roots must be the environment's own CONFIG and stack dir, as they resolve on
+   the host now (`accepted_roots`): a manifest is data on the host, and a root it adds (or
+   moves) would have its files removed and the archive's written there;
+3. the archive must be exactly the one the manifest describes (size, sha256, every member's
+   type, mode, owner and content: jitsi_ops.archive.verify_manifest_checksums) and safe to
+   extract (jitsi_ops.archive.validate_archive: every member below an accepted root, no
+   absolute names, no "..", no links leading out of the roots, no devices or fifos, nothing
+   after the last member). A truncated or corrupt archive stops here;
+4. the restored stack (`.env` and compose files, read out of the local archive) must be
+   startable: it names its compose files;
+5. GNU tar's own listing of the archive on the host (the file it will extract, whose sha256 is
+   the validated one) must match the manifest member for member: the checks above read the
+   archive with Python's tarfile, and where the two parsers disagree GNU tar's reading is the
+   one that reaches the disk.
 
 Then, under the deploy lock: a safety backup of the current state (so a restore can itself be
 undone), the backed-up images pulled by digest, `docker compose down` of the running project,
@@ -32,7 +40,7 @@ import socket
 import tarfile
 import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +49,7 @@ from jitsi_ops import plan as planning
 from jitsi_ops.deploy import UP_TIMEOUT, Verifier, environment_of, verification_dict
 from jitsi_ops.envfile import parse_env
 from jitsi_ops.errors import ConfigError, OpsError, RemoteCommandError
-from jitsi_ops.runner import Runner
+from jitsi_ops.runner import Result, Runner
 from jitsi_ops.settings import Environment, local_user
 from jitsi_ops.verify.model import VerifyReport
 
@@ -69,6 +77,12 @@ def tar_extract(archive_file: str) -> list[str]:
 def remove_listed(list_file: str) -> list[str]:
     """`rm -rf` every absolute path in a NUL-separated list file."""
     return ["xargs", "-0", "-r", "-a", list_file, "rm", "-rf", "--"]
+
+
+def realpath_missing_ok(path: str) -> list[str]:
+    """Canonical form of a path that may not exist (yet): symlinks in its existing part
+    followed, the rest normalized."""
+    return ["realpath", "-m", "--", path]
 
 
 def compose_down_project(project: str) -> list[str]:
@@ -147,6 +161,30 @@ def read_restored_stack(local_archive: Path, manifest: backup.Manifest) -> Resto
             hint="this backup holds data only; restore its files by hand",
         )
     return stack
+
+
+# --- which roots a restore may write (pure) ----------------------------------------------------
+
+_ROOT_NAMES = {"config": "CONFIG", "stack": "stack dir"}
+
+
+def check_roots(manifest: backup.Manifest, accepted: Sequence[backup.Root]) -> None:
+    """Every root the manifest declares (present or not) must be one of `accepted` (the
+    environment's own, resolved on the host), of the same kind and at the same canonical path;
+    RestoreRefused naming the first other one. A manifest's path is taken only in normal form:
+    a `..` or `//` in it would mean one thing here and maybe another after symlinks on the host."""
+    own = {root.kind: posixpath.normpath(root.path) for root in accepted}
+    for root in manifest.roots:
+        expected = own.get(root.kind)
+        if expected == root.path and root.path != "/":
+            continue
+        name = _ROOT_NAMES[root.kind]
+        raise archive.RestoreRefused(
+            f"backup {manifest.deploy_id} declares its {root.kind} root {root.path}, but this "
+            f"environment's {name} is {expected or 'not set'}",
+            hint=f"a restore writes only into the environment's own CONFIG and stack dir; if "
+            f"{name} moved, point it back to {root.path} or restore the files by hand",
+        )
 
 
 # --- what to remove before extracting (pure) -----------------------------------------------------
@@ -285,10 +323,60 @@ def fetch(
     return manifest, local
 
 
-def check_archive(local: Path, manifest: backup.Manifest) -> None:
-    """The archive is the manifest's, and safe to extract; RestoreRefused otherwise."""
+def accepted_roots(env: Environment, runner: Runner) -> tuple[backup.Root, ...]:
+    """The only roots a restore through `runner` may touch: `env`'s CONFIG and stack dir as they
+    resolve on that host now (`env` as that host gets it: Environment.for_host for a bridge).
+    A root that does not exist is resolved as far as it does (`realpath -m`)."""
+    out = []
+    for root in backup.resolve_roots(env, runner):
+        resolved = root.path
+        if not root.present:
+            result = runner.run(realpath_missing_ok(root.path), check=False)
+            if result.ok and result.stdout.startswith("/"):
+                resolved = result.stdout.rstrip("\n")
+        out.append(replace(root, path=resolved))
+    return tuple(out)
+
+
+def check_archive(local: Path, manifest: backup.Manifest, accepted: Sequence[backup.Root]) -> None:
+    """The manifest's roots are `accepted` ones, the archive is the manifest's and safe to
+    extract, every member below one of those roots; RestoreRefused otherwise."""
+    check_roots(manifest, accepted)
     archive.verify_manifest_checksums(local, manifest)
     archive.validate_archive(local, manifest.root_paths)
+
+
+def check_gnu_listing(result: Result, manifest: backup.Manifest) -> None:
+    """GNU tar's listing (`backup.tar_list`) of the archive to extract must be clean and describe
+    exactly the manifest's files (names, types, modes, owners, sizes, link targets)."""
+    name = manifest.archive_name
+    hint = "GNU tar would extract something the checks did not see; nothing was stopped"
+    if not result.ok:
+        tail = " | ".join(line for line in result.stderr.strip().splitlines()[-2:] if line)
+        raise archive.RestoreRefused(
+            f"refusing {name}: GNU tar's listing of it exited {result.exit_code} "
+            f"({tail[-200:] or 'no output'})",
+            hint=hint,
+        )
+    try:
+        backup.compare_listing(manifest.files, backup.parse_tar_listing(result.stdout))
+    except OpsError as exc:
+        why = exc.message.replace("archive verification failed: ", "")
+        raise archive.RestoreRefused(
+            f"refusing {name}: GNU tar's listing of it differs from the manifest: {why}",
+            hint=hint,
+        ) from None
+
+
+def check_host_archive(runner: Runner, archive_file: str, manifest: backup.Manifest) -> None:
+    """On the host, before anything changes: the archive is still the validated file, and GNU
+    tar reads it as the manifest describes it."""
+    if _host_sha256(runner, archive_file) != manifest.archive_sha256:
+        raise archive.RestoreRefused(
+            f"{archive_file} on {runner.host} is not the archive that was validated",
+            hint="it changed after the download; nothing was stopped",
+        )
+    check_gnu_listing(runner.run(backup.tar_list(archive_file), check=False), manifest)
 
 
 def _host_sha256(runner: Runner, path: str) -> str:
@@ -377,18 +465,16 @@ def restore(
         emit(
             f"checking {manifest.archive_name} against its manifest ({len(manifest.files)} entries)"
         )
-        check_archive(local, manifest)
+        check_archive(local, manifest, accepted_roots(env, runner))
         stack = read_restored_stack(local, manifest)
         report.compose_files = stack.compose_names
         stack_dir = backup.stack_dir_of(env, runner)
-        if stack.stack_dir != stack_dir and not any(
-            r.kind == "stack" and r.configured == stack_dir for r in manifest.roots
-        ):
-            raise ConfigError(
-                f"backup {backup_id} holds the stack dir {stack.stack_dir}, but the environment's "
-                f"is {stack_dir}",
-                hint="restore it by hand, or point stack_dir in deploy.toml back to it",
-            )
+        emit(f"checking GNU tar's listing of {manifest.archive_name} on {runner.host}")
+        check_host_archive(
+            runner,
+            backup.archive_path(backup.backup_dir_of(env, runner), backup_id),
+            manifest,
+        )
         report.summary = _summary(env, runner, manifest, stack)
         if not confirm(report.summary):
             report.result = "cancelled"

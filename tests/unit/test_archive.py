@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import stat
+import subprocess
 import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -25,6 +26,7 @@ from jitsi_ops.archive import (
     verify_manifest_checksums,
 )
 from jitsi_ops.backup import EntryType, FileEntry, Manifest, Root
+from tests import crafted
 
 CONFIG = "/srv/jitsi/config"
 STACK = "/srv/jitsi/stack"
@@ -331,6 +333,54 @@ def test_damaged_archive_is_refused_before_anything(
     with pytest.raises(RestoreRefused, match=expected):
         extract_archive(broken, scratch, ROOTS)
     assert tree(scratch) == []
+
+
+SMUGGLED = "srv/jitsi/outside/suid"
+
+
+@pytest.mark.parametrize(
+    "gap",
+    [crafted.bad_checksum_header(), b"\0" * crafted.BLOCK],
+    ids=["bad-checksum-header", "lone-zero-block"],
+)
+def test_members_after_where_tarfile_stops_are_refused(
+    gap: bytes, tmp_path: Path, scratch: Path
+) -> None:
+    """tarfile ends the archive at a damaged header, GNU tar skips it and extracts what follows:
+    anything but NUL padding after the last member tarfile parsed is refused."""
+    hidden = crafted.member_blocks(*crafted.member(SMUGGLED, b"#!/bin/sh\n", mode=0o4755))
+    good = build(tmp_path / "good.tar.gz", good_members()).read_bytes()
+    archive = tmp_path / "smuggled.tar.gz"
+    archive.write_bytes(crafted.insert_at_end(good, gap + hidden))
+    with tarfile.open(archive, "r:gz") as tar:
+        assert SMUGGLED not in tar.getnames(), "tarfile itself must not see the hidden member"
+    with pytest.raises(RestoreRefused) as refused:
+        validate_archive(archive, ROOTS)
+    assert "after the last member" in refused.value.message, refused.value.message
+    with pytest.raises(RestoreRefused, match="after the last member"):
+        extract_archive(archive, scratch, ROOTS)
+    assert tree(scratch) == []
+    assert tree(tmp_path / "outside") == []
+
+
+def test_gnu_tar_reads_on_past_a_bad_checksum_header(tmp_path: Path) -> None:
+    """The premise of the check above, on this machine's GNU tar."""
+    hidden = [crafted.member(SMUGGLED, b"#!/bin/sh\n", mode=0o4755)]
+    good = build(tmp_path / "good.tar.gz", good_members()).read_bytes()
+    archive = tmp_path / "smuggled.tar.gz"
+    archive.write_bytes(crafted.smuggle_after_damaged_header(good, hidden))
+    listed = subprocess.run(
+        ["tar", "-tzf", str(archive)], capture_output=True, text=True, check=False
+    )
+    assert SMUGGLED in listed.stdout.split("\n"), listed.stdout
+    assert "Skipping to next header" in listed.stderr, listed.stderr
+
+
+def test_nul_padding_after_the_last_member_is_fine(tmp_path: Path) -> None:
+    good = build(tmp_path / "good.tar.gz", good_members()).read_bytes()
+    archive = tmp_path / "padded.tar.gz"
+    archive.write_bytes(crafted.insert_at_end(good, b"\0" * (4 * crafted.RECORD)))
+    assert len(validate_archive(archive, ROOTS)) == len(good_members())
 
 
 def test_missing_archive_is_refused(tmp_path: Path) -> None:

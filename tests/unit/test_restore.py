@@ -19,13 +19,17 @@ from typing import Any
 
 import pytest
 
-from jitsi_ops import backup, restore
+from jitsi_ops import archive, backup, restore
 from jitsi_ops.backup import FileEntry, HostEntry, Manifest, Omitted, Root
 from jitsi_ops.cli import common as cli_common
 from jitsi_ops.cli import restore_tasks
+from jitsi_ops.envfile import Entry
 from jitsi_ops.hoststate import new_deploy_id
-from jitsi_ops.settings import BackupOptions, DeploySettings, Environment, Host
+from jitsi_ops.runner import Result
+from jitsi_ops.settings import BackupOptions, DeploySettings, Environment, Host, Layer
 from jitsi_ops.verify.model import VerifyReport
+from tests import crafted
+from tests.fixtures.restore import capture as restore_capture
 from tests.unit.fakehost import FakeDockerHost
 from tests.unit.taskrun import run_task
 
@@ -134,6 +138,140 @@ def test_tar_extract_keeps_numeric_owners_and_modes() -> None:
 )
 def test_restored_compose_names(files: dict[str, bytes], expected: list[str]) -> None:
     assert restore.RestoredStack("/s", files).compose_names == expected
+
+
+ACCEPTED = (Root("config", "/c", "/c"), Root("stack", "/s", "/s"))
+
+
+@pytest.mark.parametrize(
+    ("roots", "refused"),
+    [
+        (ACCEPTED, None),
+        ((Root("stack", "/s", "/s/../s"), Root("config", "/c", "~/c", present=False)), None),
+        ((*ACCEPTED, Root("config", "/etc", "/etc")), "config root /etc"),
+        ((Root("config", "/elsewhere", "/c"), ACCEPTED[1]), "config root /elsewhere"),
+        ((Root("config", "/s", "/s"), Root("stack", "/c", "/c")), "config root /s"),
+        ((ACCEPTED[0], Root("stack", "/s/../etc", "/s")), "stack root /s/../etc"),
+        ((ACCEPTED[0], Root("stack", "//s", "/s")), "stack root //s"),
+        ((ACCEPTED[0], Root("stack", "/s/", "/s")), "stack root /s/"),
+        ((*ACCEPTED, Root("stack", "/", "/", present=False)), "stack root /,"),
+    ],
+    ids=[
+        "own",
+        "own-in-any-order-whatever-configured-says",
+        "added",
+        "moved",
+        "kinds-swapped",
+        "dot-dot",
+        "double-slash",
+        "trailing-slash",
+        "absent-slash",
+    ],
+)
+def test_only_the_environments_own_roots_are_accepted(
+    roots: tuple[Root, ...], refused: str | None
+) -> None:
+    manifest = replace(manifest_of([]), roots=roots)
+    if refused is None:
+        restore.check_roots(manifest, ACCEPTED)
+        return
+    with pytest.raises(archive.RestoreRefused) as caught:
+        restore.check_roots(manifest, ACCEPTED)
+    assert refused in caught.value.message, caught.value.message
+    assert "\n" not in caught.value.message and caught.value.hint
+
+
+def test_realpath_missing_ok() -> None:
+    assert restore.realpath_missing_ok("/srv/c") == ["realpath", "-m", "--", "/srv/c"]
+
+
+def test_accepted_roots_are_resolved_on_the_host_for_each_host(tmp_path: Path) -> None:
+    """A symlinked CONFIG is accepted where it leads; a stack dir that does not exist yet is
+    resolved through its existing parents; a bridge host's view brings its own stack dir."""
+    (tmp_path / "data" / "config").mkdir(parents=True)
+    (tmp_path / "config").symlink_to(tmp_path / "data" / "config")
+    (tmp_path / "opt").symlink_to(tmp_path / "data")
+    bridge = Host("b", role="jvb", stack_dir=str(tmp_path / "bridge-stack"))
+    env = Environment(
+        name="prod",
+        root=tmp_path,
+        deploy=DeploySettings(hosts=(Host("h"), bridge), stack_dir=str(tmp_path / "opt/stack")),
+        layers=(Layer("jitsi.env", (Entry("CONFIG", str(tmp_path / "config"), True, 1),)),),
+        values=MappingProxyType({"CONFIG": str(tmp_path / "config")}),
+        origins=MappingProxyType({}),
+    )
+    runner = FakeDockerHost(label="h")
+    assert [(r.kind, r.path) for r in restore.accepted_roots(env, runner)] == [
+        ("config", str(tmp_path / "data" / "config")),
+        ("stack", str(tmp_path / "data" / "stack")),
+    ]
+    assert restore.accepted_roots(env.for_host(bridge), runner)[1].path == str(
+        tmp_path / "bridge-stack"
+    )
+
+
+def captured(name: str) -> Result:
+    """One GNU tar listing captured by tests/fixtures/restore/capture.py."""
+    data = json.loads((REPO / "tests" / "fixtures" / "restore" / name).read_text())
+    return Result(tuple(data["argv"]), data["exit_code"], data["stdout"], data["stderr"])
+
+
+VISIBLE_MANIFEST = replace(manifest_of([]), files=crafted.file_entries(restore_capture.VISIBLE))
+
+
+def test_gnu_listing_of_the_manifests_archive_passes() -> None:
+    restore.check_gnu_listing(captured("tar-list-clean.json"), VISIBLE_MANIFEST)
+
+
+def test_gnu_listing_that_skipped_a_damaged_header_is_refused() -> None:
+    with pytest.raises(archive.RestoreRefused) as caught:
+        restore.check_gnu_listing(captured("tar-list-damaged-header.json"), VISIBLE_MANIFEST)
+    assert caught.value.message == (
+        "refusing x.tar.gz: GNU tar's listing of it exited 2 "
+        "(tar: Skipping to next header | tar: Exiting with failure status due to previous errors)"
+    )
+    assert "nothing was stopped" in caught.value.hint
+
+
+def with_cert_key(**changes: int) -> tuple[FileEntry, ...]:
+    return tuple(
+        replace(f, **changes) if f.path.endswith("cert.key") else f  # type: ignore[arg-type]
+        for f in VISIBLE_MANIFEST.files
+    )
+
+
+@pytest.mark.parametrize(
+    ("fixture", "files", "expected"),
+    [
+        (
+            "tar-list-damaged-header.json",
+            VISIBLE_MANIFEST.files,
+            "/srv/jitsi/config/web/suid is not in the manifest",
+        ),
+        (
+            "tar-list-clean.json",
+            with_cert_key(mode=0o640),
+            "/srv/jitsi/config/web/cert.key: mode 0600 != 0640",
+        ),
+        ("tar-list-clean.json", with_cert_key(uid=0), "owner 1000:1000 != 0:1000"),
+        ("tar-list-clean.json", with_cert_key(size=5), "size 4 != 5"),
+        (
+            "tar-list-clean.json",
+            (*VISIBLE_MANIFEST.files, entry("/srv/jitsi/stack/x", "symlink", "y")),
+            "/srv/jitsi/stack/x is missing from the archive",
+        ),
+    ],
+    ids=["extra-member", "mode", "owner", "size", "missing"],
+)
+def test_gnu_listing_is_compared_member_by_member(
+    fixture: str, files: tuple[FileEntry, ...], expected: str
+) -> None:
+    """Even with exit status 0, what GNU tar lists must be exactly the manifest's files."""
+    listing = replace(captured(fixture), exit_code=0)
+    with pytest.raises(archive.RestoreRefused) as caught:
+        restore.check_gnu_listing(listing, replace(VISIBLE_MANIFEST, files=files))
+    assert "GNU tar's listing of it differs from the manifest" in caught.value.message
+    assert expected in caught.value.message, caught.value.message
 
 
 # --- for real on tmp_path --------------------------------------------------------------------
@@ -312,9 +450,12 @@ def test_restore_puts_back_owners_modes_and_content_and_removes_what_came_after(
     assert "-p" in down and "handmade" in down
     up = next(c for c in scene.runner.calls if "up" in c and c[0] == "docker")
     assert f"{scene.stack}/docker-compose.yml" in up
+    # The host's archive is checked with GNU tar's listing, then before and after the stop.
     assert (
-        sum(1 for c in flat if c.startswith("sha256sum") and scene.manifest.archive_name in c) == 2
+        sum(1 for c in flat if c.startswith("sha256sum") and scene.manifest.archive_name in c) == 3
     )
+    listing = next(i for i, c in enumerate(flat) if c.startswith("tar --list"))
+    assert listing < order[1], "GNU tar's listing must come before the stop"
     audit = (scene.stack / ".jitsi-ops" / "audit.log").read_text().splitlines()
     record = json.loads(audit[-1])
     assert (record["action"], record["result"], record["backup_id"]) == (
@@ -356,7 +497,12 @@ def assert_nothing_happened(
     assert scene.listing(skip_excluded=False) == before
     docker = [c for c in scene.runner.calls if c[0] == "docker"]
     assert not [c for c in docker if "down" in c or "up" in c or "tag" in c], docker
-    assert not [c for c in scene.runner.calls if c[0] in ("mkdir", "tar", "xargs", "put")]
+    writes = [
+        c
+        for c in scene.runner.calls
+        if c[0] in ("mkdir", "tar", "xargs", "put") and not (c[0] == "tar" and "--list" in c)
+    ]
+    assert not writes, writes
     assert not (scene.stack / ".jitsi-ops" / "lock").exists()
 
 
@@ -419,6 +565,83 @@ def test_archive_with_a_member_outside_the_roots_is_refused(scene: Scene) -> Non
     assert_nothing_happened(scene, before, report)
     assert "outside the backup's roots" in report.error
     assert not (scene.root / "outside").exists()
+
+
+def plant(scene: Scene, data: bytes, manifest: Manifest) -> None:
+    """Replace the scene's backup by a crafted archive and the manifest that vouches for it."""
+    scene.archive.write_bytes(data)
+    (scene.backups / f"{scene.manifest.deploy_id}.json").write_text(manifest.to_json())
+
+
+def test_manifest_that_declares_a_root_of_its_own_is_refused_before_anything_stops(
+    scene: Scene,
+) -> None:
+    """A `config` root added at another path: its "stale" files would be removed and a setuid
+    file extracted there. Only the environment's own CONFIG and stack dir are roots."""
+    extra = scene.host / "elsewhere"
+    extra.mkdir()
+    (extra / "precious").write_text("not in any backup\n")
+    planted = [
+        crafted.member(backup.member_name(str(extra)), None, mode=0o755),
+        crafted.member(backup.member_name(str(extra / "suid")), b"#!/bin/sh\n", mode=0o4755),
+    ]
+    data = crafted.with_members(scene.archive.read_bytes(), planted)
+    plant(
+        scene,
+        data,
+        crafted.vouching_manifest(
+            scene.manifest,
+            data,
+            roots=[Root("config", str(extra), str(extra))],
+            files=crafted.file_entries(planted),
+        ),
+    )
+    before = scene.listing(skip_excluded=False)
+    report = scene.restore()
+    assert_nothing_happened(scene, before, report)
+    assert (extra / "precious").read_text() == "not in any backup\n"
+    assert not (extra / "suid").exists()
+    assert f"config root {extra}" in report.error, report.error
+    assert "\n" not in report.error and "hint:" in report.error, report.error
+    assert not [c for c in scene.runner.calls if c[0] == "find" and str(extra) in c]
+
+
+def test_members_smuggled_after_a_damaged_header_are_refused_before_anything_stops(
+    scene: Scene,
+) -> None:
+    """tarfile stops at the bad header, so every check passes; GNU tar would extract the rest."""
+    outside = scene.root / "outside"
+    hidden = [
+        crafted.member(backup.member_name(str(outside / "suid")), b"#!/bin/sh\n", mode=0o4755)
+    ]
+    data = crafted.smuggle_after_damaged_header(scene.archive.read_bytes(), hidden)
+    plant(scene, data, crafted.vouching_manifest(scene.manifest, data))
+    before = scene.listing(skip_excluded=False)
+    report = scene.restore()
+    assert_nothing_happened(scene, before, report)
+    assert "after the last member" in report.error, report.error
+    assert not outside.exists()
+
+
+def test_gnu_tar_listing_on_the_host_is_compared_before_anything_stops(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the local end-of-archive check, GNU tar's own listing of the host's archive still
+    shows what tarfile missed, and the restore is refused with nothing stopped."""
+    monkeypatch.setattr(archive, "_check_end", lambda _path, _end: None, raising=False)
+    outside = scene.root / "outside"
+    hidden = [
+        crafted.member(backup.member_name(str(outside / "suid")), b"#!/bin/sh\n", mode=0o4755)
+    ]
+    data = crafted.smuggle_after_damaged_header(scene.archive.read_bytes(), hidden)
+    plant(scene, data, crafted.vouching_manifest(scene.manifest, data))
+    before = scene.listing(skip_excluded=False)
+    report = scene.restore()
+    assert_nothing_happened(scene, before, report)
+    assert "GNU tar" in report.error and "Skipping to next header" in report.error, report.error
+    assert not outside.exists()
+    listed = [c for c in scene.runner.calls if c[0] == "tar"]
+    assert listed == [tuple(backup.tar_list(str(scene.archive)))], listed
 
 
 def test_cancelled_restore_changes_nothing(scene: Scene) -> None:
