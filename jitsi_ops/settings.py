@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import getpass
+import ipaddress
+import math
 import os
+import posixpath
 import re
 import tomllib
 from collections.abc import Mapping
@@ -28,7 +31,7 @@ OVERRIDE_PREFIX = "JITSI_OPS_"
 # the override prefix but is never a `.env` value: override_layer() skips it by name.
 SUDO_PASSWORD_VAR = "JITSI_OPS_SUDO_PASSWORD"  # noqa: S105 - a variable name
 _NOT_OVERRIDES = frozenset({SUDO_PASSWORD_VAR})
-ENV_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+ENV_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 Role = Literal["main", "jvb"]
 HostKeyPolicy = Literal["strict", "accept-new"]
 
@@ -198,7 +201,11 @@ _TOP_KEYS = {
     "verify",
 }
 _HOST_KEYS = {"address", "user", "port", "role", "values", "sudo", "stack_dir", "backup_dir"}
-_ENV_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_ENV_KEY_RE = re.compile(r"[A-Z][A-Z0-9_]*")
+_PROJECT_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
+# Host names, IPv4 and ssh_config Host aliases; IPv6 addresses are checked with ipaddress.
+_ADDRESS_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})")
+_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _SSH_KEYS = {"config", "known_hosts", "host_key_policy", "connect_timeout"}
 _BACKUP_KEYS = {"dir", "keep"}
 _VERIFY_KEYS = {
@@ -208,190 +215,328 @@ _VERIFY_KEYS = {
     "cert_warning_days",
     "min_free_disk_mb",
 }
+COMPONENTS = ("etherpad", "whiteboard", "jibri", "jigasi")
+_TYPES_HINT = "see env/example/deploy.toml for the expected types"
 
 
-def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, source: str) -> None:
-    for key in table:
-        if key not in allowed:
+def _toml_type(value: object) -> str:
+    """The TOML name of a parsed value's type, for messages (never the value: no secrets there)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date/time"
+
+
+def valid_address(value: str) -> bool:
+    """Whether `value` is a host name, an IP address or an ssh_config alias (nothing else: it
+    reaches ssh, so no whitespace, no option-like '-' prefix, no user@ or :port)."""
+    if _ADDRESS_RE.fullmatch(value):
+        return True
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def remote_path_problem(value: str) -> str | None:
+    """Why `value` cannot be a directory on the host (stack_dir, backup dir), or None.
+
+    `~` is refused rather than expanded: every command would have to expand it the same way on
+    the host, and one that did not created a directory literally named `~`.
+    """
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return "contains a control character"
+    if value.startswith("~"):
+        return "starts with '~', which is not expanded on the host"
+    if not value.startswith("/"):
+        return "must be absolute"
+    if posixpath.normpath(value) == "/":
+        return "is the filesystem root /"
+    return None
+
+
+@dataclass(frozen=True)
+class _Table:
+    """One deploy.toml table with typed getters; every error names the dotted key and a hint."""
+
+    data: Mapping[str, Any]
+    where: str  # "" for the top level, else "ssh.", "hosts[0]." ...
+    source: str
+
+    def error(self, key: str, problem: str, hint: str = _TYPES_HINT) -> ConfigError:
+        return ConfigError(f"{self.source}: {self.where}{key} {problem}", hint=hint)
+
+    def check_keys(self, allowed: set[str]) -> None:
+        for key in self.data:
+            if key in allowed:
+                continue
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = (
                 f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(sorted(allowed))}"
             )
-            if where.startswith("hosts[") and key in _TOP_KEYS:
+            if self.where.startswith("hosts[") and key in _TOP_KEYS:
                 # TOML puts every key after [[hosts]] into that host's table.
                 hint = f"move '{key}' above the first [[hosts]] table (top-level keys come first)"
-            raise ConfigError(f"{source}: unknown key '{where}{key}'", hint=hint)
+            raise ConfigError(f"{self.source}: unknown key '{self.where}{key}'", hint=hint)
+
+    def _typed(self, key: str, kinds: tuple[type, ...], wanted: str, hint: str) -> Any:
+        value = self.data[key]
+        # bool is an int in Python, but `port = true` is still wrong.
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise self.error(key, f"must be {wanted}, got {_toml_type(value)}", hint)
+        return value
+
+    def string(self, key: str, default: str) -> str:
+        if key not in self.data:
+            return default
+        return str(self._typed(key, (str,), "a string", f'quote it: {key} = "..."'))
+
+    def optional_string(self, key: str) -> str | None:
+        return self.string(key, "") if key in self.data else None
+
+    def boolean(self, key: str, default: bool) -> bool:
+        if key not in self.data:
+            return default
+        hint = f"write {key} = true or {key} = false, without quotes"
+        return bool(self._typed(key, (bool,), "a boolean (true or false)", hint))
+
+    def integer(self, key: str, default: int, minimum: int | None) -> int:
+        if key not in self.data:
+            return default
+        value = int(self._typed(key, (int,), "an integer", f"e.g. {key} = {default}"))
+        if minimum is not None and value < minimum:
+            raise self.error(key, f"must be at least {minimum}", f"e.g. {key} = {default}")
+        return value
+
+    def number(self, key: str, default: float) -> float:
+        """A positive, finite number of seconds (an integer or a float)."""
+        if key not in self.data:
+            return default
+        hint = f"write a number of seconds without quotes, e.g. {key} = {default:g}"
+        value = float(self._typed(key, (int, float), "a number", hint))
+        if not math.isfinite(value):
+            raise self.error(key, "must be a finite number", hint)
+        if value <= 0:
+            raise self.error(key, "must be greater than 0", hint)
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        if key not in self.data:
+            return ()
+        hint = f'a list of strings, e.g. {key} = ["jibri"]'
+        items = self._typed(key, (list,), "a list of strings", hint)
+        for item in items:
+            if not isinstance(item, str):
+                raise self.error(key, f"must hold strings only, got {_toml_type(item)}", hint)
+        return tuple(items)
+
+    def table(self, key: str) -> _Table:
+        value = self.data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.error(
+                key, f"must be a table, got {_toml_type(value)}", f"write it as a [{key}] section"
+            )
+        return _Table(value, f"{self.where}{key}.", self.source)
+
+    def remote_dir(self, key: str, default: str) -> str:
+        """An absolute directory on the host (see remote_path_problem)."""
+        value = self.string(key, default)
+        problem = remote_path_problem(value)
+        if problem:
+            # The value is a path from the operator's own file: shown so it can be found.
+            raise self.error(
+                key,
+                f"{value!r} {problem}",
+                hint=f"use an absolute path, e.g. {key} = {default!r}",
+            )
+        return value
+
+    def local_path(self, key: str, env_dir: Path) -> Path | None:
+        """A file on this machine, relative to env/NAME unless absolute (`~` is this user's)."""
+        value = self.optional_string(key)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (env_dir / path).resolve()
 
 
-def _typed(table: Mapping[str, Any], key: str, kind: type, source: str, where: str = "") -> Any:
-    value = table[key]
-    # bool is an int in Python; a port of `true` is still wrong.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+def _parse_hosts(data: _Table) -> tuple[Host, ...]:
+    raw_hosts = data.data.get("hosts")
+    if not raw_hosts:
         raise ConfigError(
-            f"{source}: '{where}{key}' must be {kind.__name__}, got {type(value).__name__}",
-            hint="see env/example/deploy.toml for the expected types",
-        )
-    return value
-
-
-def _path(env_dir: Path, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (env_dir / path).resolve()
-
-
-def _parse_hosts(hosts_data: Any, source: str) -> tuple[Host, ...]:
-    if not isinstance(hosts_data, list) or not hosts_data:
-        raise ConfigError(
-            f"{source}: no [[hosts]] defined",
+            f"{data.source}: no [[hosts]] defined",
             hint='add [[hosts]] with address = "..." and role = "main"',
         )
-    hosts = []
-    for index, raw in enumerate(hosts_data):
-        where = f"hosts[{index}]."
-        if not isinstance(raw, dict):
-            raise ConfigError(
-                f"{source}: hosts[{index}] must be a table", hint="use [[hosts]] tables"
-            )
-        _check_keys(raw, _HOST_KEYS, where, source)
-        if "address" not in raw:
-            raise ConfigError(
-                f"{source}: {where}address is missing", hint="set the host name or IP"
-            )
-        role = raw.get("role", "main")
-        if role not in ("main", "jvb"):
-            raise ConfigError(f"{source}: {where}role is {role!r}", hint="role is 'main' or 'jvb'")
-        port = _typed(raw, "port", int, source, where) if "port" in raw else None
-        values = _host_values(raw, source, where)
-        if port is not None and not 1 <= port <= 65535:
-            raise ConfigError(f"{source}: {where}port {port} out of range", hint="use 1-65535")
-        hosts.append(
-            Host(
-                address=_typed(raw, "address", str, source, where),
-                role=role,
-                user=_typed(raw, "user", str, source, where) if "user" in raw else None,
-                port=port,
-                values=values,
-                sudo=_typed(raw, "sudo", bool, source, where) if "sudo" in raw else False,
-                stack_dir=_host_dir(raw, "stack_dir", source, where),
-                backup_dir=_host_dir(raw, "backup_dir", source, where),
-            )
+    if not isinstance(raw_hosts, list):
+        raise data.error(
+            "hosts",
+            f"must be a list of [[hosts]] tables, got {_toml_type(raw_hosts)}",
+            hint='write each host as a [[hosts]] table with address = "..."',
         )
-        if role == "main" and ("stack_dir" in raw or "backup_dir" in raw):
-            raise ConfigError(
-                f"{source}: {where}stack_dir/backup_dir are for role 'jvb' hosts",
-                hint="the main host uses the top-level stack_dir and [backup] dir",
+    hosts = []
+    for index, raw in enumerate(raw_hosts):
+        if not isinstance(raw, dict):
+            raise data.error(
+                f"hosts[{index}]",
+                f"must be a table, got {_toml_type(raw)}",
+                hint='use [[hosts]] tables with address = "..."',
             )
+        hosts.append(_parse_host(_Table(raw, f"hosts[{index}].", data.source)))
     mains = [h for h in hosts if h.role == "main"]
     if len(mains) != 1:
         raise ConfigError(
-            f"{source}: {len(mains)} hosts have role 'main'",
+            f"{data.source}: {len(mains)} hosts have role 'main'",
             hint="exactly one host runs web/prosody/jicofo (role = 'main'); others are 'jvb'",
         )
-
     return tuple(hosts)
 
 
-def _host_dir(raw: Mapping[str, Any], key: str, source: str, where: str) -> str | None:
-    """An absolute directory of one host (stack_dir, backup_dir), or None when not set."""
-    if key not in raw:
-        return None
-    value: str = _typed(raw, key, str, source, where)
-    if not value.startswith(("/", "~")):
-        raise ConfigError(
-            f"{source}: {where}{key} {value!r} must be absolute", hint="e.g. /opt/jitsi-meet"
+def _parse_host(raw: _Table) -> Host:
+    raw.check_keys(_HOST_KEYS)
+    if "address" not in raw.data:
+        raise raw.error("address", "is missing", hint="set the host name or IP")
+    address = raw.string("address", "")
+    if not valid_address(address):
+        raise raw.error(
+            "address",
+            "is not a host name, IP address or ssh_config Host alias",
+            hint="e.g. address = \"meet.example.com\" (user and port have keys of their own)",
         )
-    return value
+    role = raw.data.get("role", "main")
+    if role not in ("main", "jvb"):
+        raise raw.error("role", "must be 'main' or 'jvb'", hint="role is 'main' or 'jvb'")
+    user = raw.optional_string("user")
+    if user is not None and not _USER_RE.fullmatch(user):
+        raise raw.error("user", "is not a valid user name", hint='e.g. user = "deploy"')
+    port = raw.integer("port", 22, None) if "port" in raw.data else None
+    if port is not None and not 1 <= port <= 65535:
+        raise raw.error("port", f"{port} out of range", hint="use 1-65535")
+    values = _host_values(raw)
+    stack_dir = raw.remote_dir("stack_dir", DeploySettings.stack_dir) if "stack_dir" in raw.data else None
+    backup_dir = (
+        raw.remote_dir("backup_dir", BackupOptions.dir) if "backup_dir" in raw.data else None
+    )
+    if role == "main" and (stack_dir or backup_dir):
+        raise raw.error(
+            "stack_dir/backup_dir",
+            "are for role 'jvb' hosts",
+            hint="the main host uses the top-level stack_dir and [backup] dir",
+        )
+    return Host(
+        address=address,
+        role=role,
+        user=user,
+        port=port,
+        values=values,
+        sudo=raw.boolean("sudo", False),
+        stack_dir=stack_dir,
+        backup_dir=backup_dir,
+    )
 
 
-def _host_values(raw: Mapping[str, Any], source: str, where: str) -> tuple[tuple[str, str], ...]:
+def _host_values(raw: _Table) -> tuple[tuple[str, str], ...]:
     """`values = { KEY = "value" }` of one host: `.env` keys with string values."""
-    table = raw.get("values", {})
+    table = raw.data.get("values", {})
     if not isinstance(table, dict):
-        raise ConfigError(
-            f"{source}: {where}values must be a table",
+        raise raw.error(
+            "values",
+            f"must be a table, got {_toml_type(table)}",
             hint='e.g. values = { JVB_ADVERTISE_IPS = "203.0.113.7" }',
         )
     for key, value in table.items():
-        if not _ENV_KEY_RE.match(key):
-            raise ConfigError(
-                f"{source}: {where}values.{key} is not an .env key",
+        if not _ENV_KEY_RE.fullmatch(key):
+            shown = key if key.isprintable() else "(a key with control characters)"
+            raise raw.error(
+                f"values.{shown}",
+                "is not an .env key",
                 hint="keys are upper-case like JVB_ADVERTISE_IPS",
             )
         if not isinstance(value, str):
-            raise ConfigError(
-                f"{source}: {where}values.{key} must be a string, got {type(value).__name__}",
+            raise raw.error(
+                f"values.{key}",
+                f"must be a string, got {_toml_type(value)}",
                 hint='quote it: KEY = "value"',
             )
     return tuple(sorted(table.items()))
 
 
 def parse_deploy_toml(text: str, source: str, env_dir: Path) -> DeploySettings:
-    """Validate deploy.toml text into DeploySettings; unknown keys are errors with a suggestion."""
+    """Validate deploy.toml text into DeploySettings: every key type-checked, unknown keys
+    refused with a suggestion, each problem one ConfigError naming the dotted key."""
     try:
-        data = tomllib.loads(text)
+        parsed = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: {exc}", hint="fix the TOML syntax") from None
-    _check_keys(data, _TOP_KEYS, "", source)
-    hosts = _parse_hosts(data.get("hosts"), source)
+    data = _Table(parsed, "", source)
+    data.check_keys(_TOP_KEYS)
+    hosts = _parse_hosts(data)
 
-    ssh_raw = data.get("ssh", {})
-    _check_keys(ssh_raw, _SSH_KEYS, "ssh.", source)
-    policy = ssh_raw.get("host_key_policy", "strict")
+    ssh_raw = data.table("ssh")
+    ssh_raw.check_keys(_SSH_KEYS)
+    policy = ssh_raw.data.get("host_key_policy", "strict")
     if policy not in ("strict", "accept-new"):
-        raise ConfigError(
-            f"{source}: ssh.host_key_policy is {policy!r}",
+        raise ssh_raw.error(
+            "host_key_policy",
+            "must be 'strict' or 'accept-new'",
             hint="use 'strict' (default) or 'accept-new'",
         )
     ssh = SshOptions(
-        config_file=_path(env_dir, ssh_raw["config"]) if "config" in ssh_raw else None,
-        known_hosts=_path(env_dir, ssh_raw["known_hosts"]) if "known_hosts" in ssh_raw else None,
+        config_file=ssh_raw.local_path("config", env_dir),
+        known_hosts=ssh_raw.local_path("known_hosts", env_dir),
         host_key_policy=policy,
-        connect_timeout=float(ssh_raw.get("connect_timeout", 15)),
+        connect_timeout=ssh_raw.number("connect_timeout", SshOptions.connect_timeout),
     )
-    backup_raw = data.get("backup", {})
-    _check_keys(backup_raw, _BACKUP_KEYS, "backup.", source)
+    backup_raw = data.table("backup")
+    backup_raw.check_keys(_BACKUP_KEYS)
     backup = BackupOptions(
-        dir=str(backup_raw.get("dir", BackupOptions.dir)),
-        keep=_typed(backup_raw, "keep", int, source, "backup.") if "keep" in backup_raw else 5,
+        dir=backup_raw.remote_dir("dir", BackupOptions.dir),
+        keep=backup_raw.integer("keep", BackupOptions.keep, 1),
     )
-    if backup.keep < 1:
-        raise ConfigError(f"{source}: backup.keep must be >= 1", hint="keep at least one backup")
-    verify_raw = data.get("verify", {})
-    _check_keys(verify_raw, _VERIFY_KEYS, "verify.", source)
+    verify_raw = data.table("verify")
+    verify_raw.check_keys(_VERIFY_KEYS)
     verify = VerifyOptions(
-        timeout=float(verify_raw.get("timeout", 180)),
-        ca_file=_path(env_dir, verify_raw["ca_file"]) if "ca_file" in verify_raw else None,
-        trust_host_certificate=bool(verify_raw.get("trust_host_certificate", False)),
-        cert_warning_days=int(verify_raw.get("cert_warning_days", 14)),
-        min_free_disk_mb=int(verify_raw.get("min_free_disk_mb", 2048)),
+        timeout=verify_raw.number("timeout", VerifyOptions.timeout),
+        ca_file=verify_raw.local_path("ca_file", env_dir),
+        trust_host_certificate=verify_raw.boolean("trust_host_certificate", False),
+        cert_warning_days=verify_raw.integer(
+            "cert_warning_days", VerifyOptions.cert_warning_days, 0
+        ),
+        min_free_disk_mb=verify_raw.integer("min_free_disk_mb", VerifyOptions.min_free_disk_mb, 0),
     )
-    components = tuple(data.get("components", ()))
+    components = data.strings("components")
     for name in components:
-        if name not in ("etherpad", "whiteboard", "jibri", "jigasi"):
-            raise ConfigError(
-                f"{source}: unknown component {name!r}",
-                hint="components: etherpad, whiteboard, jibri, jigasi",
+        if name not in COMPONENTS:
+            raise data.error(
+                "components",
+                f"has an unknown component {name!r}",
+                hint=f"components: {', '.join(COMPONENTS)}",
             )
-    project = data.get("project", "jitsi")
-    if not re.match(r"^[a-z0-9][a-z0-9_-]*$", project):
-        raise ConfigError(
-            f"{source}: project {project!r} is not a valid compose project name",
-            hint="lowercase letters, digits, '-' and '_'",
-        )
-    stack_dir = data.get("stack_dir", DeploySettings.stack_dir)
-    if not str(stack_dir).startswith(("/", "~")):
-        raise ConfigError(
-            f"{source}: stack_dir {stack_dir!r} must be absolute", hint="e.g. /opt/jitsi-meet"
+    project = data.string("project", DeploySettings.project)
+    if not _PROJECT_RE.fullmatch(project):
+        raise data.error(
+            "project",
+            f"{project!r} is not a valid compose project name",
+            hint="lowercase letters, digits, '-' and '_', starting with a letter or digit",
         )
     return DeploySettings(
         hosts=hosts,
         project=project,
-        stack_dir=str(stack_dir),
+        stack_dir=data.remote_dir("stack_dir", DeploySettings.stack_dir),
         components=components,
-        test_environment=bool(data.get("test_environment", False)),
-        reverse_proxy=bool(data.get("reverse_proxy", False)),
-        internet_facing=bool(data.get("internet_facing", True)),
-        use_common_env=bool(data.get("use_common_env", True)),
+        test_environment=data.boolean("test_environment", False),
+        reverse_proxy=data.boolean("reverse_proxy", False),
+        internet_facing=data.boolean("internet_facing", True),
+        use_common_env=data.boolean("use_common_env", True),
         ssh=ssh,
         backup=backup,
         verify=verify,
@@ -410,7 +555,7 @@ def validate_env_name(name: str) -> str:
     """Environment names become directory names: keep them simple."""
     if not name:
         raise ConfigError("no environment given", hint="pass --env NAME (e.g. --env prod)")
-    if not ENV_NAME_RE.match(name):
+    if not ENV_NAME_RE.fullmatch(name):
         raise ConfigError(
             f"invalid environment name {name!r}",
             hint="use lowercase letters, digits, '-' and '_' (max 40 characters)",
@@ -418,15 +563,31 @@ def validate_env_name(name: str) -> str:
     return name
 
 
+def _read_text(path: Path, name: str) -> str:
+    """A local settings file as text; unreadable or non-UTF-8 files are one-line errors."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(
+            f"{name}: cannot read ({exc.strerror or exc.__class__.__name__})",
+            hint="check the file's owner and mode",
+        ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{name}:{line}: not UTF-8 text", hint="save the file as UTF-8"
+        ) from None
+
+
 def _read_layer(path: Path, name: str) -> Layer:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path, name)
     except FileNotFoundError:
         return Layer(name, ())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{name}: cannot read ({exc.__class__.__name__})", hint="check the file"
-        ) from None
     return Layer(name, tuple(parse_entries(text, name)))
 
 
@@ -457,9 +618,7 @@ def load_environment(
             hint=f"create it with `invoke init --env {name}`; existing: {known}",
         )
     rel = f"env/{name}"
-    deploy = parse_deploy_toml(
-        deploy_path.read_text(encoding="utf-8"), f"{rel}/deploy.toml", env_dir
-    )
+    deploy = parse_deploy_toml(_read_text(deploy_path, f"{rel}/deploy.toml"), f"{rel}/deploy.toml", env_dir)
     common = (
         _read_layer(root / "env" / "common.env", "env/common.env")
         if deploy.use_common_env

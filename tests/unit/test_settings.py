@@ -35,7 +35,7 @@ def test_minimal_deploy_toml_gets_documented_defaults() -> None:
             "above the first [[hosts]]",
         ),
         ('[[hosts]]\naddress = "a"\nrol = "main"\n', "unknown key 'hosts[0].rol'", "role"),
-        ('[[hosts]]\naddress = "a"\nport = "22"\n', "'hosts[0].port' must be int", ""),
+        ('[[hosts]]\naddress = "a"\nport = "22"\n', "hosts[0].port must be an integer", ""),
         ('[[hosts]]\naddress = "a"\nport = 70000\n', "port 70000 out of range", ""),
         ('[[hosts]]\naddress = "a"\nrole = "jvb"\n', "0 hosts have role 'main'", "exactly one"),
         ('[[hosts]]\naddress = "a"\n[[hosts]]\naddress = "b"\n', "2 hosts have role 'main'", ""),
