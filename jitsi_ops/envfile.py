@@ -21,9 +21,11 @@ from jitsi_ops.secrets import is_secret_key
 
 MASK = "********"
 
-_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The key of a line python-dotenv could not parse (shown in the error; the value never is).
+_LINE_KEY_RE = re.compile(r"[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=")
 # Values made only of these characters mean the same to every reader when left unquoted.
-_PLAIN_VALUE_RE = re.compile(r"^[A-Za-z0-9_./:,@%+=~-]*$")
+_PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_./:,@%+=~-]*")
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "t", "y"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "f", "n"})
@@ -65,31 +67,41 @@ class Entry:
 
 
 def parse_entries(text: str, source: str) -> list[Entry]:
-    """Parse env text into entries; a syntax error names the file and line."""
+    """Parse env text into entries; an error names the file, the line and the key, never any
+    part of the line's text (in secrets.env or a host's .env that is half a password)."""
     entries: list[Entry] = []
-    line_no = 1
     for binding in parse_stream(io.StringIO(text)):
+        text_of_binding = binding.original.string.lstrip()
+        # A binding starts with the blank lines before it: count them to name the real line.
+        skipped = binding.original.string[: len(binding.original.string) - len(text_of_binding)]
+        line_no = binding.original.line + skipped.count("\n")
         if binding.error:
+            key = _LINE_KEY_RE.match(text_of_binding)
             raise ConfigError(
-                f"{source}:{line_no}: cannot parse {binding.original.string.strip()[:40]!r}",
-                hint="write KEY=value lines; quote values with spaces or '#' in single quotes",
+                f"{source}:{line_no}: cannot parse the value of {key[1]}"
+                if key
+                else f"{source}:{line_no}: cannot parse this line",
+                hint="write KEY=value lines; an unterminated quote is the usual cause; quote "
+                "values with spaces or '#' in single quotes",
             )
-        if binding.key is not None:
-            if not _KEY_RE.match(binding.key):
-                raise ConfigError(
-                    f"{source}:{line_no}: invalid variable name {binding.key!r}",
-                    hint="names use letters, digits and '_' and do not start with a digit",
-                )
-            raw_value = binding.original.string.split("=", 1)[-1].lstrip()
-            entries.append(
-                Entry(
-                    key=binding.key,
-                    value=binding.value or "",
-                    literal=raw_value.startswith("'"),
-                    line=line_no,
-                )
+        if binding.key is None:
+            continue
+        if not _KEY_RE.fullmatch(binding.key) or binding.value is None:
+            # Not shown: a line that is no KEY=value may well be a pasted password.
+            raise ConfigError(
+                f"{source}:{line_no}: not a KEY=value line",
+                hint="names use letters, digits and '_' and do not start with a digit; "
+                "every line is KEY=value or a # comment",
             )
-        line_no += binding.original.string.count("\n")
+        raw_value = binding.original.string.split("=", 1)[-1].lstrip()
+        entries.append(
+            Entry(
+                key=binding.key,
+                value=binding.value,
+                literal=raw_value.startswith("'"),
+                line=line_no,
+            )
+        )
     return entries
 
 
@@ -148,7 +160,7 @@ def quote_value(key: str, value: str) -> str:
             f"{key}: value contains a line break",
             hint="docker compose .env files cannot hold multi-line values; use a single line",
         )
-    if _PLAIN_VALUE_RE.match(value):
+    if _PLAIN_VALUE_RE.fullmatch(value):
         return value
     if not re.search(r"\\(\\|')|\\$", value):
         return "'" + value.replace("'", "\\'") + "'"
