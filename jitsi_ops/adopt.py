@@ -46,7 +46,8 @@ from jitsi_ops import backup, facts, hoststate, lint, migrations, stack
 from jitsi_ops import plan as planning
 from jitsi_ops.composeset import COMPONENTS, COMPOSE_VARIABLES, compose_dir, enabled_components
 from jitsi_ops.envfile import interpolate, parse_entries, quote_value
-from jitsi_ops.environments import rendered_values, write_private
+from jitsi_ops.environments import rendered_values
+from jitsi_ops.localfiles import PUBLIC_MODE, write_atomic, write_private
 from jitsi_ops.errors import ConfigError, OpsError
 from jitsi_ops.plan import Plan
 from jitsi_ops.runner import Runner
@@ -660,11 +661,11 @@ def adopt(
         if not toml.exists():
             assert options is not None  # checked above
             env_dir.mkdir(parents=True, exist_ok=True)
-            toml.write_text(deploy_toml_text(name, discovery, options, when), encoding="utf-8")
+            write_atomic(toml, deploy_toml_text(name, discovery, options, when), PUBLIC_MODE)
             created.append(toml)
             report.created_deploy_toml = True
         jitsi_text, secrets_text = env_file_texts(discovery, when, common_env_used=common_used)
-        (env_dir / "jitsi.env").write_text(jitsi_text, encoding="utf-8")
+        write_atomic(env_dir / "jitsi.env", jitsi_text, PUBLIC_MODE)
         created.append(env_dir / "jitsi.env")
         write_private(env_dir / "secrets.env", secrets_text)
         created.append(env_dir / "secrets.env")

@@ -19,6 +19,7 @@ from jitsi_ops.composeset import (
 from jitsi_ops.envfile import Section, normalise_boolean, parse_entries, quote_value, render
 from jitsi_ops.errors import ConfigError
 from jitsi_ops.lint import Finding, context_for, run_checks
+from jitsi_ops.localfiles import write_private
 from jitsi_ops.secrets import fill_missing, is_secret_key
 from jitsi_ops.settings import Environment, validate_env_name
 from jitsi_ops.versions import LATEST_KNOWN
@@ -79,21 +80,6 @@ def render_env(env: Environment, *, show_secrets: bool = False) -> str:
         Section("secrets", secrets),
     ]
     return render(header, sections, show_secrets=show_secrets)
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file that only its owner may read, atomically, never briefly wider."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def fill_secrets(env: Environment) -> list[str]:

@@ -472,10 +472,13 @@ def append_history(
 ) -> dict[str, Any]:
     """Append one JSON line to the local history file (creating it); returns the record written."""
     clean = sanitize_record(_stamped(record), secret_values)
-    local_path.parent.mkdir(parents=True, exist_ok=True)
+    local_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # O_APPEND + a single write: two jitsi-ops runs from one checkout cannot interleave lines.
-    fd = os.open(local_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    # 0600: the history names hosts, users and errors; an older file made wider is tightened.
+    fd = os.open(local_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
         os.write(fd, _json_line(clean).encode())
     finally:
         os.close(fd)

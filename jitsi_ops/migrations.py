@@ -40,7 +40,7 @@ from dotenv.parser import parse_stream
 
 from jitsi_ops import commands, facts, hoststate
 from jitsi_ops.envfile import parse_env, quote_value
-from jitsi_ops.environments import write_private
+from jitsi_ops.localfiles import write_atomic, write_private
 from jitsi_ops.errors import OpsError
 from jitsi_ops.runner import Runner
 from jitsi_ops.secrets import is_secret_key, new_secret
@@ -721,10 +721,7 @@ def write_edits(edits: Sequence[FileEdit]) -> list[str]:
             write_private(edit.path, edit.new_text)
         else:
             mode = edit.path.stat().st_mode & 0o777 if edit.path.exists() else 0o644
-            tmp = edit.path.with_name(f".{edit.path.name}.tmp")
-            tmp.write_text(edit.new_text, encoding="utf-8")
-            tmp.chmod(mode)
-            tmp.replace(edit.path)
+            write_atomic(edit.path, edit.new_text, mode)
         written.append(edit.label)
     return written
 

@@ -8,7 +8,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from jitsi_ops import environments
+from jitsi_ops import environments, localfiles
 from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load, repo_root
 from jitsi_ops.settings import validate_env_name
 
@@ -64,7 +64,7 @@ def render(c: Context, env: str = "", output: str = "", show_secrets: bool = Fal
     loaded = load(c, env)
     if output:
         # A written file is meant for docker compose, so it always holds the real values.
-        environments.write_private(Path(output), environments.render_env(loaded, show_secrets=True))
+        localfiles.write_private(Path(output), environments.render_env(loaded, show_secrets=True))
         print(f"wrote {output} (mode 0600)")
         return
     print(environments.render_env(loaded, show_secrets=show_secrets), end="")
