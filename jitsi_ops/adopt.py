@@ -47,8 +47,8 @@ from jitsi_ops import plan as planning
 from jitsi_ops.composeset import COMPONENTS, COMPOSE_VARIABLES, compose_dir, enabled_components
 from jitsi_ops.envfile import interpolate, parse_entries, quote_value
 from jitsi_ops.environments import rendered_values
-from jitsi_ops.localfiles import PUBLIC_MODE, write_atomic, write_private
 from jitsi_ops.errors import ConfigError, OpsError
+from jitsi_ops.localfiles import PUBLIC_MODE, write_atomic, write_private
 from jitsi_ops.plan import Plan
 from jitsi_ops.runner import Runner
 from jitsi_ops.secrets import is_secret_key

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+import secrets as secrets_module
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import tomli_w
 
 from jitsi_ops import __version__
 from jitsi_ops.composeset import (
@@ -19,9 +26,9 @@ from jitsi_ops.composeset import (
 from jitsi_ops.envfile import Section, normalise_boolean, parse_entries, quote_value, render
 from jitsi_ops.errors import ConfigError
 from jitsi_ops.lint import Finding, context_for, run_checks
-from jitsi_ops.localfiles import write_private
+from jitsi_ops.localfiles import PUBLIC_MODE, fsync_dir, write_atomic, write_private
 from jitsi_ops.secrets import fill_missing, is_secret_key
-from jitsi_ops.settings import Environment, validate_env_name
+from jitsi_ops.settings import Environment, parse_deploy_toml, valid_address, validate_env_name
 from jitsi_ops.versions import LATEST_KNOWN
 
 SECRETS_HEADER = (
@@ -99,7 +106,7 @@ def fill_secrets(env: Environment) -> list[str]:
             os.chmod(path, 0o600)
         return []
     text = existing_text if existing_text.endswith("\n") else existing_text + "\n"
-    text += "".join(f"{key}={quote_value(key, value)}\n" for key, value in new.items())
+    text += _secret_lines(new)
     write_private(path, text)
     return list(new)
 
@@ -126,23 +133,27 @@ def check(env: Environment) -> CheckReport:
     return CheckReport(env.name, env.release, tuple(run_checks(context_for(env))))
 
 
-DEPLOY_TOML_TEMPLATE = """\
+# The commented defaults around the one table init writes; the table itself comes from a TOML
+# serializer (tomli_w), so no argument can add a key or a line.
+DEPLOY_TOML_HEAD = """\
 # jitsi-ops deployment settings for the '{name}' environment.
 # Every key but [[hosts]] is optional; the defaults are shown commented out.
 
 # project = "jitsi"               # docker compose project name, pinned with -p
-# stack_dir = "/opt/jitsi-meet"   # where .env and the compose files live on the host
+# stack_dir = "/opt/jitsi-meet"   # where .env and the compose files live on the host (absolute)
 # components = []                 # extra overlays: "jibri", "jigasi" (etherpad/whiteboard follow their URLs)
 # test_environment = false        # true allows unpinned image tags (sandboxes only)
 # reverse_proxy = false           # TLS terminated by a proxy in front of HTTP_PORT/HTTPS_PORT
 # internet_facing = true          # warn when JVB_ADVERTISE_IPS holds only private addresses
 # use_common_env = true           # false: env/common.env does not apply (adopted environments)
 
-[[hosts]]
-address = "{host}"      # name or IP, or a Host alias from ssh_config
-# user = "deploy"        # default: from ssh_config, else your local user
+# address: name or IP, or a Host alias from ssh_config
+# role: main (web, prosody, jicofo, jvb) | jvb (extra bridge)
+"""
+
+DEPLOY_TOML_TAIL = """\
+# user = "deploy"                 # default: from ssh_config, else your local user
 # port = 22
-role = "main"            # main (web, prosody, jicofo, jvb) | jvb (extra bridge)
 
 # [ssh]
 # config = "ssh_config"           # relative to this directory
@@ -151,7 +162,7 @@ role = "main"            # main (web, prosody, jicofo, jvb) | jvb (extra bridge)
 # connect_timeout = 15
 
 # [backup]
-# dir = "/var/backups/jitsi-ops"
+# dir = "/var/backups/jitsi-ops"  # absolute: `~` is not expanded on the host
 # keep = 5
 
 # [verify]
@@ -166,34 +177,122 @@ JITSI_ENV_TEMPLATE = """\
 # Layers: env/common.env < this file < secrets.env < JITSI_OPS_<KEY> process variables.
 
 # The exact URL users type, with the port if it is not 443.
-PUBLIC_URL={public_url}
+{public_url}
 # Pinned release; jitsi-ops refuses floating tags (stable, latest, unstable).
-JITSI_IMAGE_VERSION={release}
+{release}
 # Public IP(s) of the videobridge host, comma separated (IP or IP#port).
 # JVB_ADVERTISE_IPS=203.0.113.10
 """
 
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_NAME_RE = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+_URL_HINT = "pass the URL users type, e.g. --public-url https://meet.example.com[:8443]"
 
-def scaffold(root: Path, name: str, public_url: str, host: str) -> list[Path]:
-    """Create env/NAME with deploy.toml, jitsi.env and secrets.env; refuses to overwrite."""
+
+def checked_public_url(url: str) -> str:
+    """`url` as exactly https://host[:port], or a ConfigError. The URL is not echoed: it may
+    hold credentials, and a control character in it would break the one-line message."""
+
+    def refuse(problem: str) -> ConfigError:
+        return ConfigError(f"--public-url {problem}", hint=_URL_HINT)
+
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise refuse("contains whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise refuse("has an invalid host or port") from None
+    if parts.scheme != "https":
+        raise refuse("is not an https:// URL")
+    if "@" in parts.netloc:
+        raise refuse("contains user credentials")
+    host = parts.hostname or ""
+    if not host:
+        raise refuse("has no host name")
+    if not (_DNS_NAME_RE.fullmatch(host) or _is_ip(host)):
+        raise refuse("has an invalid host name")
+    if port == 0:
+        raise refuse("has port 0")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise refuse("has a query or fragment")
+    if parts.path not in ("", "/"):
+        raise refuse("has a path (Jitsi is served at the root of its host name)")
+    return f"https://{parts.netloc}"
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def deploy_toml_text(name: str, address: str) -> str:
+    """deploy.toml of a new environment: the commented defaults and one main host."""
+    hosts = tomli_w.dumps({"hosts": [{"address": address, "role": "main"}]})
+    return DEPLOY_TOML_HEAD.format(name=name) + hosts + DEPLOY_TOML_TAIL
+
+
+def _secret_lines(new: Mapping[str, str]) -> str:
+    return "".join(f"{key}={quote_value(key, value)}\n" for key, value in new.items())
+
+
+@dataclass(frozen=True)
+class Scaffold:
+    """What init created: the files (in env/NAME) and the names of the generated secrets."""
+
+    files: tuple[Path, ...]
+    generated: tuple[str, ...]
+
+
+def scaffold(root: Path, name: str, public_url: str, host: str) -> Scaffold:
+    """Create env/NAME with deploy.toml, jitsi.env and secrets.env; refuses to overwrite.
+
+    All or nothing: the files are written into a hidden directory next to env/NAME, which is
+    renamed into place last, so a failure leaves nothing that would block the next try.
+    """
     validate_env_name(name)
-    parsed = urlsplit(public_url)
-    if parsed.scheme != "https" or not parsed.hostname:
+    url = checked_public_url(public_url)
+    address = host or (urlsplit(url).hostname or "")
+    if not valid_address(address):
         raise ConfigError(
-            f"--public-url {public_url!r} is not an https:// URL",
-            hint="pass the URL users type, e.g. --public-url https://meet.example.com",
+            f"--host {address!r} is not a host name, IP address or ssh_config Host alias",
+            hint="pass the SSH address alone, e.g. --host meet.example.com "
+            "(user and port go into deploy.toml)",
         )
-    env_dir = root / "env" / name
-    if env_dir.exists():
-        raise ConfigError(
-            f"env/{name} already exists; refusing to overwrite it",
-            hint=f"edit env/{name}/ directly, or choose another name",
-        )
-    env_dir.mkdir(parents=True)
-    deploy = env_dir / "deploy.toml"
-    jitsi = env_dir / "jitsi.env"
-    deploy.write_text(DEPLOY_TOML_TEMPLATE.format(name=name, host=host or parsed.hostname))
-    jitsi.write_text(
-        JITSI_ENV_TEMPLATE.format(name=name, public_url=public_url, release=LATEST_KNOWN)
+    env_root = root / "env"
+    env_dir = env_root / name
+    exists = ConfigError(
+        f"env/{name} already exists; refusing to overwrite it",
+        hint=f"edit env/{name}/ directly, or choose another name",
     )
-    return [deploy, jitsi]
+    if env_dir.exists() or env_dir.is_symlink():
+        raise exists
+    deploy_text = deploy_toml_text(name, address)
+    # What load_environment() will read back: the serializer's output, validated once here.
+    parse_deploy_toml(deploy_text, f"env/{name}/deploy.toml", env_dir)
+    jitsi_text = JITSI_ENV_TEMPLATE.format(
+        name=name,
+        public_url=f"PUBLIC_URL={quote_value('PUBLIC_URL', url)}",
+        release=f"JITSI_IMAGE_VERSION={quote_value('JITSI_IMAGE_VERSION', LATEST_KNOWN)}",
+    )
+    new_secrets = fill_missing({})
+    env_root.mkdir(parents=True, exist_ok=True)
+    # Hidden (a leading '.'): never listed as an environment, and no valid environment name.
+    staging = env_root / f".{name}.init-{secrets_module.token_hex(4)}"
+    staging.mkdir()
+    try:
+        write_atomic(staging / "deploy.toml", deploy_text, PUBLIC_MODE)
+        write_atomic(staging / "jitsi.env", jitsi_text, PUBLIC_MODE)
+        write_private(staging / "secrets.env", SECRETS_HEADER + _secret_lines(new_secrets))
+        if env_dir.exists() or env_dir.is_symlink():  # created meanwhile by another run
+            raise exists
+        staging.rename(env_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    fsync_dir(env_root)
+    files = tuple(env_dir / n for n in ("deploy.toml", "jitsi.env", "secrets.env"))
+    return Scaffold(files, tuple(new_secrets))

@@ -40,8 +40,8 @@ from dotenv.parser import parse_stream
 
 from jitsi_ops import commands, facts, hoststate
 from jitsi_ops.envfile import parse_env, quote_value
-from jitsi_ops.localfiles import write_atomic, write_private
 from jitsi_ops.errors import OpsError
+from jitsi_ops.localfiles import write_atomic, write_private
 from jitsi_ops.runner import Runner
 from jitsi_ops.secrets import is_secret_key, new_secret
 from jitsi_ops.settings import Environment

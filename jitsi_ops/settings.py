@@ -219,21 +219,20 @@ COMPONENTS = ("etherpad", "whiteboard", "jibri", "jigasi")
 _TYPES_HINT = "see env/example/deploy.toml for the expected types"
 
 
+# TOML's names of the types tomllib returns (bool before int: a bool is an int in Python).
+_TOML_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a float"),
+    (str, "a string"),
+    (list, "an array"),
+    (dict, "a table"),
+)
+
+
 def _toml_type(value: object) -> str:
     """The TOML name of a parsed value's type, for messages (never the value: no secrets there)."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return "a date/time"
+    return next((name for kind, name in _TOML_TYPES if isinstance(value, kind)), "a date/time")
 
 
 def valid_address(value: str) -> bool:
@@ -410,7 +409,7 @@ def _parse_host(raw: _Table) -> Host:
         raise raw.error(
             "address",
             "is not a host name, IP address or ssh_config Host alias",
-            hint="e.g. address = \"meet.example.com\" (user and port have keys of their own)",
+            hint='e.g. address = "meet.example.com" (user and port have keys of their own)',
         )
     role = raw.data.get("role", "main")
     if role not in ("main", "jvb"):
@@ -422,7 +421,9 @@ def _parse_host(raw: _Table) -> Host:
     if port is not None and not 1 <= port <= 65535:
         raise raw.error("port", f"{port} out of range", hint="use 1-65535")
     values = _host_values(raw)
-    stack_dir = raw.remote_dir("stack_dir", DeploySettings.stack_dir) if "stack_dir" in raw.data else None
+    stack_dir = (
+        raw.remote_dir("stack_dir", DeploySettings.stack_dir) if "stack_dir" in raw.data else None
+    )
     backup_dir = (
         raw.remote_dir("backup_dir", BackupOptions.dir) if "backup_dir" in raw.data else None
     )
@@ -548,7 +549,12 @@ def available_environments(root: Path) -> list[str]:
     env_root = root / "env"
     if not env_root.is_dir():
         return []
-    return sorted(p.name for p in env_root.iterdir() if (p / "deploy.toml").is_file())
+    # A hidden directory is an unfinished `invoke init` (see environments.scaffold), not one.
+    return sorted(
+        p.name
+        for p in env_root.iterdir()
+        if not p.name.startswith(".") and (p / "deploy.toml").is_file()
+    )
 
 
 def validate_env_name(name: str) -> str:
@@ -578,9 +584,7 @@ def _read_text(path: Path, name: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            f"{name}:{line}: not UTF-8 text", hint="save the file as UTF-8"
-        ) from None
+        raise ConfigError(f"{name}:{line}: not UTF-8 text", hint="save the file as UTF-8") from None
 
 
 def _read_layer(path: Path, name: str) -> Layer:
@@ -618,7 +622,9 @@ def load_environment(
             hint=f"create it with `invoke init --env {name}`; existing: {known}",
         )
     rel = f"env/{name}"
-    deploy = parse_deploy_toml(_read_text(deploy_path, f"{rel}/deploy.toml"), f"{rel}/deploy.toml", env_dir)
+    deploy = parse_deploy_toml(
+        _read_text(deploy_path, f"{rel}/deploy.toml"), f"{rel}/deploy.toml", env_dir
+    )
     common = (
         _read_layer(root / "env" / "common.env", "env/common.env")
         if deploy.use_common_env

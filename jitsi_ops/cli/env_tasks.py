@@ -30,11 +30,9 @@ def init(c: Context, env: str = "", public_url: str = "", host: str = "") -> Non
             code=2,
         )
     created = environments.scaffold(repo_root(c), env, public_url, host)
-    for path in created:
+    for path in created.files[:2]:
         print(f"created {path.relative_to(repo_root(c))}")
-    loaded = load(c, env)
-    generated = environments.fill_secrets(loaded)
-    print(f"created env/{env}/secrets.env (mode 0600) with: {', '.join(generated)}")
+    print(f"created env/{env}/secrets.env (mode 0600) with: {', '.join(created.generated)}")
     print(f"next: edit env/{env}/deploy.toml and jitsi.env, then `invoke check --env {env}`")
 
 

@@ -34,7 +34,11 @@ def parse(text: str):
     [
         ('values = "JVB_PORT=1"', "hosts[1].values must be a table", "values = {"),
         ('values = { jvb_port = "1" }', "values.jvb_port is not an .env key", "upper-case"),
-        ("values = { JVB_PORT = 10001 }", "values.JVB_PORT must be a string, got an integer", "quote"),
+        (
+            "values = { JVB_PORT = 10001 }",
+            "values.JVB_PORT must be a string, got an integer",
+            "quote",
+        ),
         ('stack_dir = "relative"', "hosts[1].stack_dir 'relative' must be absolute", ""),
         ("backup_dir = 3", "hosts[1].backup_dir must be a string", ""),
         ('valeus = { A = "1" }', "unknown key 'hosts[1].valeus'", "did you mean 'values'"),

@@ -52,7 +52,11 @@ def test_sudo_defaults_to_false_and_is_per_host() -> None:
 @pytest.mark.parametrize(
     ("line", "message", "hint"),
     [
-        ('sudo = "yes"', "hosts[0].sudo must be a boolean (true or false), got a string", "without quotes"),
+        (
+            'sudo = "yes"',
+            "hosts[0].sudo must be a boolean (true or false), got a string",
+            "without quotes",
+        ),
         ("sudo = 1", "hosts[0].sudo must be a boolean (true or false), got an integer", ""),
         ("sudoo = true", "unknown key 'hosts[0].sudoo'", "did you mean 'sudo'?"),
     ],
