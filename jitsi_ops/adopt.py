@@ -54,6 +54,7 @@ from jitsi_ops.runner import Runner
 from jitsi_ops.secrets import is_secret_key
 from jitsi_ops.settings import (
     Environment,
+    config_path,
     load_environment,
     local_user,
     parse_deploy_toml,
@@ -253,6 +254,7 @@ def _compose_files(
 
 def _config_dir(
     runner: Runner,
+    directory: str,
     values: Mapping[str, str],
     containers: Sequence[facts.ComposeContainer],
     warnings: list[str],
@@ -268,7 +270,8 @@ def _config_dir(
             for _ in range(depth):
                 mounted = posixpath.dirname(mounted)
             break
-    expanded = configured
+    # Relative to the install's directory, which becomes stack_dir: Compose's reading.
+    expanded = config_path(configured, directory)
     if configured == "~" or configured.startswith("~/"):
         expanded = remote_home(runner) + configured[1:]
     if mounted and (not configured or posixpath.normpath(expanded) != mounted):
@@ -344,7 +347,7 @@ def discover(runner: Runner, remote_dir: str, *, project: str | None = None) -> 
     missing = [n for n in files if n not in present]
     if missing:
         warnings.append(f"compose files in use but not in {directory}: {', '.join(missing)}")
-    config_dir, config_source = _config_dir(runner, values, containers, warnings)
+    config_dir, config_source = _config_dir(runner, directory, values, containers, warnings)
     running = migrations.release_of_images(
         c.ref for c in containers if c.service in migrations.CORE_SERVICES
     )

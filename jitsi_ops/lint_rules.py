@@ -22,6 +22,7 @@ from jitsi_ops import upstream
 from jitsi_ops.envfile import FALSE_WORDS, TRUE_WORDS, is_boolean_key
 from jitsi_ops.lint import Finding, LintContext, Severity, rule
 from jitsi_ops.secrets import GENERATED_SECRETS, is_secret_key, scrub
+from jitsi_ops.settings import config_path
 from jitsi_ops.versions import (
     FLOATING_TAGS,
     LATEST_KNOWN,
@@ -1028,15 +1029,29 @@ def unknown_key(ctx: LintContext) -> Iterator[Finding]:
 # CONFIG and ports
 
 
-@rule("config-dir", "CONFIG is set and absolute (or ~-based)")
+@rule("config-dir", "CONFIG is set, absolute (or ~-based); a relative one is read from stack_dir")
 def config_dir(ctx: LintContext) -> Iterator[Finding]:
     value = ctx.get("CONFIG")
+    where = config_path(value, ctx.deploy.stack_dir)
     if not value:
         message = "CONFIG is not set: bind mounts would land at the filesystem root (/web, /jvb...)"
-    elif value.strip() != value or not value.startswith(("/", "~")):
-        message = f"CONFIG={value!r} is not an absolute path: it depends on where compose runs"
-    elif value.rstrip("/") == "":
+    elif value.strip() != value:
+        message = f"CONFIG={value!r} has leading or trailing whitespace"
+    elif where.rstrip("/") == "":
         message = f"CONFIG={value!r} is the filesystem root"
+    elif not value.startswith(("/", "~")):
+        # Compose reads it against the project directory, which jitsi-ops pins to stack_dir:
+        # it works (real installs use CONFIG=./jitsi-config), so this is a warning.
+        yield _finding(
+            ctx,
+            "config-dir",
+            "warning",
+            "CONFIG",
+            message=f"CONFIG={value!r} is relative: Compose and jitsi-ops read it from "
+            f"stack_dir, so it is {where} on the host",
+            hint=f"write CONFIG={where} to say so without depending on stack_dir",
+        )
+        return
     else:
         return
     yield _finding(

@@ -183,8 +183,21 @@ class Environment:
 
     @property
     def config_dir(self) -> str:
-        """CONFIG as the host will see it (`~` expanded there, not here)."""
-        return self.values.get("CONFIG", "")
+        """CONFIG as the host will see it: relative to stack_dir (see config_path), `~`
+        expanded there, not here."""
+        return config_path(self.values.get("CONFIG", ""), self.deploy.stack_dir)
+
+
+def config_path(config: str, stack_dir: str) -> str:
+    """Where a CONFIG value points on the host, as Compose reads it.
+
+    Compose resolves a relative bind-mount source against the project directory, and every
+    jitsi-ops compose call pins that to stack_dir (`--project-directory`), so `CONFIG=./cfg`
+    means <stack_dir>/cfg. `~` is left to the host (the deploy user's home); '' stays ''.
+    """
+    if not config or config.startswith(("/", "~")):
+        return config
+    return posixpath.normpath(posixpath.join(stack_dir, config))
 
 
 _TOP_KEYS = {

@@ -596,7 +596,7 @@ FIRES: list[Fires] = [
     Fires("unknown-key", "made-up", {"FOO_BAR_BAZ": "1"}, "warning", "FOO_BAR_BAZ", "FOO_BAR_BAZ"),
     # CONFIG and ports
     Fires("config-dir", "unset", {"CONFIG": None}, "error", "CONFIG", "not set"),
-    Fires("config-dir", "relative", {"CONFIG": "./cfg"}, "error", "CONFIG", "'./cfg'"),
+    Fires("config-dir", "relative", {"CONFIG": "./cfg"}, "warning", "CONFIG", "'./cfg'"),
     Fires("config-dir", "root", {"CONFIG": "/"}, "error", "CONFIG", "'/'"),
     Fires(
         "port-required", "http", {"HTTP_PORT": None}, "error", "HTTP_PORT", "HTTP_PORT is not set"
