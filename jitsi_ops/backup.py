@@ -61,7 +61,7 @@ STACK_EXCLUDES: tuple[tuple[str, str], ...] = (
 
 # Deploy ids come from jitsi_ops.hoststate.new_deploy_id: <env>-YYYYmmddTHHMMSSZ-<6 hex>.
 _STAMP = "%Y%m%dT%H%M%SZ"
-_ID_TIME_RE = re.compile(r"-(\d{8}T\d{6}Z)-[0-9a-f]{6}$")
+_ID_TIME_RE = re.compile(r"-(\d{8}T\d{6}Z)-[0-9a-f]{6}\Z")
 
 # One find record: type, mode, uid, gid, size, device:inode, link count, path, symlink target.
 FIND_FORMAT = "%y\\0%m\\0%U\\0%G\\0%s\\0%D:%i\\0%n\\0%p\\0%l\\0"

@@ -162,7 +162,7 @@ def quote_value(key: str, value: str) -> str:
         )
     if _PLAIN_VALUE_RE.fullmatch(value):
         return value
-    if not re.search(r"\\(\\|')|\\$", value):
+    if not re.search(r"\\(\\|')|\\\Z", value):
         return "'" + value.replace("'", "\\'") + "'"
     if "$" not in value:
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')

@@ -373,7 +373,7 @@ def parse_sha256sum(text: str) -> dict[str, str]:
     for line in text.splitlines():
         escaped = line.startswith("\\")
         body = line[1:] if escaped else line
-        match = re.match(r"^([0-9a-f]{64}) [ *](.*)$", body)
+        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.*)", body)
         if not match:
             continue
         path = _unescape_sha256sum_name(match[2]) if escaped else match[2]
@@ -439,7 +439,7 @@ class DiskUsage:
 
 
 _DF_RE = re.compile(
-    r"^(?P<fs>.*?)\s+(?P<total>\d+)\s+(?P<used>\d+)\s+(?P<avail>\d+)\s+(?P<cap>\d+|-)%?\s+(?P<mount>/.*)$"
+    r"(?P<fs>.*?)\s+(?P<total>\d+)\s+(?P<used>\d+)\s+(?P<avail>\d+)\s+(?P<cap>\d+|-)%?\s+(?P<mount>/.*)"
 )
 
 
@@ -447,7 +447,7 @@ def parse_df(text: str) -> list[DiskUsage]:
     """`df -Pk` lines after the header (POSIX format: one line per filesystem, never wrapped)."""
     usages = []
     for line in text.splitlines()[1:]:
-        match = _DF_RE.match(line.strip())
+        match = _DF_RE.fullmatch(line.strip())
         if match:
             usages.append(
                 DiskUsage(

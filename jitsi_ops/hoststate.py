@@ -35,7 +35,7 @@ STATE_FILE = "state.json"
 AUDIT_FILE = "audit.log"
 HISTORY_FILE = "history.jsonl"
 
-_DEPLOY_ID_RE = re.compile(r"^(?P<env>.+)-(?P<time>\d{8}T\d{6}Z)-(?P<token>[0-9a-f]{6})$")
+_DEPLOY_ID_RE = re.compile(r"(?P<env>.+)-(?P<time>\d{8}T\d{6}Z)-(?P<token>[0-9a-f]{6})")
 
 # --- identifiers and paths -------------------------------------------------------------------
 
@@ -64,7 +64,7 @@ def new_deploy_id(env_name: str, *, now: datetime | None = None, token: str | No
 
 def env_of_deploy_id(deploy_id: str) -> str | None:
     """The environment name a deploy id was made for, or None if it is not one of ours."""
-    match = _DEPLOY_ID_RE.match(deploy_id)
+    match = _DEPLOY_ID_RE.fullmatch(deploy_id)
     return match["env"] if match else None
 
 

@@ -69,8 +69,8 @@ def _show_url(url: str) -> str:
 
 # DNS names as TLS certificates and browsers accept them; internal Docker names may use '_'.
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_DNS_NAME_RE = re.compile(rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
-_INTERNAL_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_.-]{0,251}[a-z0-9])?$")
+_DNS_NAME_RE = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+_INTERNAL_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9_.-]{0,251}[a-z0-9])?")
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -117,7 +117,7 @@ def _origin_problems(
     name_re = _INTERNAL_NAME_RE if internal else _DNS_NAME_RE
     if not host:
         problems.append(_Problem("error", "has no host"))
-    elif _ip(host) is None and not name_re.match(host):
+    elif _ip(host) is None and not name_re.fullmatch(host):
         problems.append(_Problem("error", f"has an invalid host {host!r}"))
     if "@" in parts.netloc:
         problems.append(_Problem("error", "contains user credentials"))
@@ -1397,7 +1397,7 @@ def xmpp_domain_changed(ctx: LintContext) -> Iterator[Finding]:
             )
 
 
-_TZ_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")
+_TZ_RE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*")
 
 
 @rule("timezone", "TZ is set to a zoneinfo name")
@@ -1412,7 +1412,7 @@ def timezone(ctx: LintContext) -> Iterator[Finding]:
             message="TZ is not set: containers log in UTC",
             hint="set TZ to a zoneinfo name, e.g. TZ=Europe/Berlin (or TZ=UTC to make it explicit)",
         )
-    elif not _TZ_RE.match(value):
+    elif not _TZ_RE.fullmatch(value):
         yield _finding(
             ctx,
             "timezone",
@@ -1423,13 +1423,13 @@ def timezone(ctx: LintContext) -> Iterator[Finding]:
         )
 
 
-_RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
+_RESTART_RE = re.compile(r"no|always|unless-stopped|on-failure(:[0-9]+)?")
 
 
 @rule("restart-policy", "RESTART_POLICY is a valid Docker restart policy")
 def restart_policy(ctx: LintContext) -> Iterator[Finding]:
     value = ctx.get("RESTART_POLICY")
-    if value and not _RESTART_RE.match(value):
+    if value and not _RESTART_RE.fullmatch(value):
         yield _finding(
             ctx,
             "restart-policy",

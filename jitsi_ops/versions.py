@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-_TAG_RE = re.compile(r"^stable-(?P<base>\d{4,6})(?:-(?P<patch>\d{1,3}))?$")
+_TAG_RE = re.compile(r"stable-(?P<base>\d{4,6})(?:-(?P<patch>\d{1,3}))?")
 FLOATING_TAGS = frozenset({"stable", "unstable", "latest"})
 LATEST_KNOWN = "stable-11146-2"  # == str(NEWEST_KNOWN) (a unit test keeps them equal)
 
@@ -40,7 +40,7 @@ ROOTLESS_SINCE = Release(11146)
 
 def parse_release(tag: str) -> Release | None:
     """The Release for a pinned tag, or None for anything else (floating or custom tags)."""
-    match = _TAG_RE.match(tag.strip())
+    match = _TAG_RE.fullmatch(tag.strip())
     if not match:
         return None
     return Release(int(match["base"]), int(match["patch"] or 0))

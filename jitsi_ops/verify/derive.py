@@ -294,7 +294,7 @@ def at_least(version: Sequence[int], floor: Sequence[int]) -> bool:
     return padded[: len(floor)] >= tuple(floor)
 
 
-_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+?])(.*))?\}$", re.DOTALL)
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+?])(.*))?\}", re.DOTALL)
 
 
 def _find_close(text: str, start: int) -> int:
@@ -319,7 +319,7 @@ def interpolate_compose(text: str, values: Mapping[str, str]) -> str:
             index += 2
         elif text.startswith("${", index):
             close = _find_close(text, index)
-            match = _VAR_RE.match(text[index : close + 1])
+            match = _VAR_RE.fullmatch(text[index : close + 1])
             if not match:
                 raise ValueError(f"unsupported interpolation {text[index : close + 1]!r}")
             name, operator, argument = match.group(1), match.group(2), match.group(3) or ""
