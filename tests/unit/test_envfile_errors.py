@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from jitsi_ops import deploy as pipeline
+from jitsi_ops import hoststate
 from jitsi_ops.envfile import parse_entries
 from jitsi_ops.errors import ConfigError
+from jitsi_ops.runner import RecordingRunner, Result
+from tests.unit.test_migrations import ok_report, pipeline_runner, write_seed_env
 
 FAKE_SECRET = "Zq7Xw-p9K2vR4mT8jL"  # no English word: any 4 characters of it leaking is a leak
 
@@ -57,3 +66,35 @@ def test_line_without_a_valid_key_shows_no_part_of_it(text: str) -> None:
         parse_entries(text, "host .env")
     assert info.value.message.startswith("host .env:"), info.value.message
     assert_no_secret(info.value.message + info.value.hint)
+
+
+class StdinRecorder(RecordingRunner):
+    """RecordingRunner that also keeps what each command got on stdin (the audit line)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stdins: list[str] = []
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> Result:
+        if kwargs.get("stdin"):
+            self.stdins.append(kwargs["stdin"])
+        return super().run(argv, **kwargs)
+
+
+def test_a_bad_host_env_leaks_nothing_into_report_audit_or_history(scratch_repo: Path) -> None:
+    env = write_seed_env(scratch_repo)
+    canned = pipeline_runner()
+    host_env = (
+        "CONFIG=/srv/jitsi-cfg\nJITSI_IMAGE_VERSION=stable-11031\n"
+        f"JICOFO_AUTH_PASSWORD='{FAKE_SECRET}\n"
+    )
+    runner = StdinRecorder(
+        responses=canned.responses, files={"/srv/handmade/.env": host_env.encode()}
+    )
+    report = pipeline.deploy(env, runner, verifier=ok_report)
+    assert report.result == "failed", report.result
+    assert "JICOFO_AUTH_PASSWORD" in (report.error or ""), report.error
+    history = hoststate.history_path(env.root).read_text()
+    audit = "".join(runner.stdins)
+    assert "JICOFO_AUTH_PASSWORD" in audit and "JICOFO_AUTH_PASSWORD" in history
+    assert_no_secret(json.dumps(report.as_dict()) + audit + history)
