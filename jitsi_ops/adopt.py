@@ -58,6 +58,8 @@ from jitsi_ops.settings import (
     load_environment,
     local_user,
     parse_deploy_toml,
+    remote_path_problem,
+    valid_address,
     validate_env_name,
 )
 from jitsi_ops.stack import remote_home
@@ -461,6 +463,21 @@ class HostOptions:
     known_hosts: Path | None = None
     backup_dir: str | None = None
     sudo: bool = False
+
+
+def check_host_options(options: HostOptions) -> None:
+    """Refuse, before anything connects or is written, what deploy.toml would refuse later."""
+    if not valid_address(options.address):
+        raise ConfigError(
+            f"--host {options.address!r} is not a host name, IP address or ssh_config Host alias",
+            hint="pass the SSH address alone (user and port have flags of their own)",
+        )
+    problem = remote_path_problem(options.backup_dir) if options.backup_dir else None
+    if problem:
+        raise ConfigError(
+            f"--backup-dir {options.backup_dir!r} {problem}",
+            hint="use an absolute path on the host, e.g. --backup-dir /var/backups/jitsi-ops",
+        )
 
 
 def deploy_toml_text(name: str, discovery: Discovery, options: HostOptions, when: str) -> str:

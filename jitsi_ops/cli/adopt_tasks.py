@@ -85,6 +85,8 @@ def adopt(
         if host
         else None
     )
+    if options is not None:
+        adoption.check_host_options(options)
     runner = _runner(root, env, options)
     # Closed (live line gone) before the report below is printed.
     with TaskOutput(sys.stdout, json=json) as out:
