@@ -12,7 +12,7 @@ from tests.unit.taskrun import run_task
 
 
 @pytest.mark.parametrize(
-    ("flag", "value", "hint"),
+    "case",
     [
         ("--backup-dir", "~/backups", "absolute path"),
         ("--backup-dir", "backups", "absolute path"),
@@ -24,10 +24,9 @@ def test_adopt_refuses_bad_options_before_connecting(
     scratch_repo: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    flag: str,
-    value: str,
-    hint: str,
+    case: tuple[str, str, str],
 ) -> None:
+    flag, value, hint = case
     connected: list[object] = []
     monkeypatch.setattr(adopt_tasks, "SshRunner", lambda *a, **_k: connected.append(a))
     args = {"--host": "sandbox", "--backup-dir": "/var/backups/jitsi-ops", flag: value}
