@@ -44,7 +44,7 @@ from jitsi_ops import commands, facts, hoststate
 from jitsi_ops.errors import ConfigError, OpsError, PreflightError, RemoteCommandError
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment
-from jitsi_ops.stack import remote_home, resolve_config_dir
+from jitsi_ops.stack import resolve_config_dir
 
 FORMAT_VERSION = 1
 MEMBER_NAMES = "root-relative"  # member name = absolute host path without the leading "/"
@@ -821,20 +821,15 @@ def compare_content(expected: Sequence[FileEntry], archived: Mapping[str, str]) 
 
 
 def stack_dir_of(env: Environment, runner: Runner) -> str:
-    """The environment's stack dir as an absolute path on the host."""
-    return posixpath.normpath(_home_expanded(env.deploy.stack_dir, runner))
-
-
-def _home_expanded(path: str, runner: Runner) -> str:
-    # deploy.toml allows stack_dir/backup.dir to start with "~" (the deploy user's home there).
-    if path == "~" or path.startswith("~/"):
-        return remote_home(runner) + path[1:]
-    return path
+    """The environment's stack dir as an absolute path on the host (settings refuse `~`)."""
+    del runner
+    return posixpath.normpath(env.deploy.stack_dir)
 
 
 def backup_dir_of(env: Environment, runner: Runner) -> str:
-    """The environment's backup dir as an absolute path on the host."""
-    directory = posixpath.normpath(_home_expanded(env.deploy.backup.dir, runner))
+    """The environment's backup dir as an absolute path on the host (settings refuse `~`)."""
+    del runner
+    directory = posixpath.normpath(env.deploy.backup.dir)
     if not directory.startswith("/"):
         raise ConfigError(
             f"backup.dir {env.deploy.backup.dir!r} is not absolute",

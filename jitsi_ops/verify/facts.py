@@ -174,15 +174,8 @@ class Facts:
         return self.run.stable(f"values:{host}", lambda: rendered_values(self.env.for_host(host)))
 
     def stack_dir(self, host: Host) -> str:
-        """The stack dir as an absolute path on the host (`~` expanded there)."""
-
-        def produce() -> str:
-            directory = self.env.for_host(host).deploy.stack_dir
-            if directory == "~" or directory.startswith("~/"):
-                return stack.remote_home(self.runner(host)) + directory[1:]
-            return directory
-
-        return self.run.stable(f"stack:{host}", produce)
+        """The stack dir of the host (absolute: settings refuse `~`)."""
+        return self.env.for_host(host).deploy.stack_dir
 
     def deploy_user(self, host: Host) -> str:
         """The user the tool logs in as on the host."""
