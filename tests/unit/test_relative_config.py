@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from jitsi_ops import adopt as adoption
-from jitsi_ops import backup, stack
+from jitsi_ops import backup, settings, stack
 from jitsi_ops.lint import LintContext
 from jitsi_ops.lint_rules import config_dir as config_dir_rule
 from jitsi_ops.runner import LocalRunner, RecordingRunner
-from jitsi_ops.settings import Environment, config_path, load_environment
+from jitsi_ops.settings import Environment, load_environment
 from jitsi_ops.verify.facts import Facts, VerifyRun
 from tests.unit.test_adopt import Install
 
@@ -46,7 +46,7 @@ def environment(root: Path, stack_dir: str, config: str) -> Environment:
     ],
 )
 def test_config_path_follows_compose(config: str, expected: str) -> None:
-    assert config_path(config, "/opt/jitsi-meet") == expected
+    assert settings.config_path(config, "/opt/jitsi-meet") == expected
 
 
 def test_environment_config_dir_is_resolved_against_its_stack_dir(tmp_path: Path) -> None:
