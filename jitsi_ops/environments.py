@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import secrets as secrets_module
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from secrets import token_hex
 from urllib.parse import urlsplit
 
 import tomli_w
@@ -281,7 +281,7 @@ def scaffold(root: Path, name: str, public_url: str, host: str) -> Scaffold:
     new_secrets = fill_missing({})
     env_root.mkdir(parents=True, exist_ok=True)
     # Hidden (a leading '.'): never listed as an environment, and no valid environment name.
-    staging = env_root / f".{name}.init-{secrets_module.token_hex(4)}"
+    staging = env_root / f".{name}.init-{token_hex(4)}"
     staging.mkdir()
     try:
         write_atomic(staging / "deploy.toml", deploy_text, PUBLIC_MODE)

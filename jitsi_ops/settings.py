@@ -299,7 +299,9 @@ class _Table:
             if self.where.startswith("hosts[") and key in _TOP_KEYS:
                 # TOML puts every key after [[hosts]] into that host's table.
                 hint = f"move '{key}' above the first [[hosts]] table (top-level keys come first)"
-            raise ConfigError(f"{self.source}: unknown key '{self.where}{key}'", hint=hint)
+            # A quoted key may hold control characters: escaped, the message stays one line.
+            shown = key.encode("unicode_escape").decode("ascii")
+            raise ConfigError(f"{self.source}: unknown key '{self.where}{shown}'", hint=hint)
 
     def _typed(self, key: str, kinds: tuple[type, ...], wanted: str, hint: str) -> Any:
         value = self.data[key]

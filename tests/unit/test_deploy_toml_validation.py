@@ -126,6 +126,8 @@ MALFORMED = [
         "true or false",
     ),
     (top("stack_dir = 1979-05-27"), "stack_dir", "string"),
+    (top('"proj\\nect" = "x"'), "unknown key 'proj\\nect'", "did you mean"),
+    (table("ssh", '"con\\nfig" = "x"'), "unknown key 'ssh.con\\nfig'", "did you mean"),
 ]
 
 
