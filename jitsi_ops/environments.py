@@ -231,8 +231,10 @@ def _is_ip(text: str) -> bool:
 
 def deploy_toml_text(name: str, address: str) -> str:
     """deploy.toml of a new environment: the commented defaults and one main host."""
-    hosts = tomli_w.dumps({"hosts": [{"address": address, "role": "main"}]})
-    return DEPLOY_TOML_HEAD.format(name=name) + hosts + DEPLOY_TOML_TAIL
+    # The table's body from the serializer, under a constant [[hosts]] header: tomli_w writes an
+    # array of tables inline (hosts = [{...}]), where the operator adds [[hosts]] tables later.
+    host = tomli_w.dumps({"address": address, "role": "main"})
+    return DEPLOY_TOML_HEAD.format(name=name) + "[[hosts]]\n" + host + DEPLOY_TOML_TAIL
 
 
 def _secret_lines(new: Mapping[str, str]) -> str:

@@ -96,8 +96,12 @@ def test_init_writes_values_that_read_back_exactly(
     args = ["--public-url", url] + (["--host", host] if host else [])
     assert init(scratch_repo, *args) == 0
     env_dir = scratch_repo / "env" / "prod"
-    deploy = tomllib.loads((env_dir / "deploy.toml").read_text())
+    text = (env_dir / "deploy.toml").read_text()
+    deploy = tomllib.loads(text)
     assert deploy["hosts"] == [{"address": address, "role": "main"}], deploy
+    # A [[hosts]] table, so the operator can append a bridge host the same way.
+    bridge = '\n[[hosts]]\naddress = "jvb2.example.org"\nrole = "jvb"\n'
+    assert len(tomllib.loads(text + bridge)["hosts"]) == 2, text
     values = dotenv_values(env_dir / "jitsi.env")
     assert values["PUBLIC_URL"] == public_url, values
     assert set(values) == {"PUBLIC_URL", "JITSI_IMAGE_VERSION"}, values
