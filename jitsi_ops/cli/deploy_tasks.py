@@ -15,7 +15,7 @@ from jitsi_ops.cli.common import ENV_HELP, boundary, bridge_hosts, emit_json, lo
 from jitsi_ops.deploy import DeployReport
 from jitsi_ops.errors import OpsError
 from jitsi_ops.facts import gather, project_containers
-from jitsi_ops.output import TaskOutput
+from jitsi_ops.output import TaskOutput, strip_terminal_codes
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment
 
@@ -190,11 +190,15 @@ def logs(c: Context, env: str = "", service: str = "", since: str = "", tail: in
     from jitsi_ops.secrets import scrub  # noqa: PLC0415
 
     loaded = load(c, env)
+    if service:
+        stack.check_service(loaded, service)
     with main_host(loaded) as runner:
         result = runner.run(
             commands.compose_logs(stack.target_for(loaded), service, since, tail), timeout=120
         )
-    sys.stdout.write(scrub(result.stdout + result.stderr, rendered_values(loaded)))
+    text = scrub(result.stdout + result.stderr, rendered_values(loaded))
+    # A pipe or a file gets the text only: `ESC[2K` and colours are noise in a saved log.
+    sys.stdout.write(text if sys.stdout.isatty() else strip_terminal_codes(text))
 
 
 @task(help={"env": ENV_HELP})
