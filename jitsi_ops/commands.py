@@ -1,4 +1,8 @@
-"""Pure argv builders for everything jitsi-ops runs on a host. No I/O here."""
+"""Pure argv builders for everything jitsi-ops runs on a host. No I/O here.
+
+Service names always follow `--`: a name is a value, and one that starts with a dash (a
+mistyped flag such as `--follow`) must never reach Compose as one of its options.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +61,8 @@ class ComposeTarget:
 
 def compose_pull(target: ComposeTarget, services: Sequence[str] = ()) -> list[str]:
     """Pull every image of the target set (quietly, before anything stops)."""
-    return [*target.base(), "pull", "--quiet", *services]
+    argv = [*target.base(), "pull", "--quiet"]
+    return [*argv, "--", *services] if services else argv
 
 
 def compose_up(target: ComposeTarget, *, wait: bool = False) -> list[str]:
@@ -74,7 +79,7 @@ def compose_up_only(target: ComposeTarget, services: Sequence[str]) -> list[str]
     No --no-deps: Compose drops depends_on from a service it starts that way, which changes
     the container's config hash, and the next full `up` would recreate it once more.
     """
-    return [*target.base(), "up", "-d", *services]
+    return [*target.base(), "up", "-d", "--", *services]
 
 
 def compose_down(target: ComposeTarget, *, volumes: bool = False) -> list[str]:
@@ -98,9 +103,9 @@ def compose_logs(
     """Recent logs, optionally of one service."""
     argv = [*target.base(), "logs", "--no-color", "--tail", str(tail)]
     if since:
-        argv += ["--since", since]
+        argv.append(f"--since={since}")  # attached: a value can never become a flag
     if service:
-        argv.append(service)
+        argv += ["--", service]
     return argv
 
 

@@ -126,6 +126,9 @@ class DeployReport:
     backup_id: str | None = None
     result: str = "failed"
     error: str = ""
+    # The deploy lock as this run last saw it: "" (never taken), "held" (taken, or perhaps
+    # taken: its release was not confirmed), "released", "not held" (not this run's any more).
+    lock: str = ""
 
     @property
     def ok(self) -> bool:
@@ -142,6 +145,7 @@ class DeployReport:
             "dry_run": self.dry_run,
             "result": self.result,
             "error": self.error,
+            "lock": self.lock,
             "backup_id": self.backup_id,
             "plan": self.plan.as_dict() if self.plan else None,
             "bridge_plans": {label: p.as_dict() for label, p in self.bridge_plans.items()},
@@ -526,12 +530,18 @@ def deploy(
             run.pipeline()
             return report
         with timeline.phase("lock") as phase:
-            hoststate.acquire_lock(runner, stack_dir, lock_info)
+            report.lock = "held"  # until told otherwise: an interrupted take may have taken it
+            try:
+                hoststate.acquire_lock(runner, stack_dir, lock_info)
+            except OpsError:
+                report.lock = ""  # refused, or not created
+                raise
             phase.detail = f"{lock_info.owner}@{lock_info.host}"
         try:
             run.pipeline()
         finally:
-            hoststate.release_lock(runner, stack_dir, deploy_id)
+            released = hoststate.release_lock(runner, stack_dir, deploy_id)
+            report.lock = "released" if released else "not held"
     except OpsError as exc:
         report.error = f"{exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
         if report.result not in ("rolled-back", "rollback-failed"):
@@ -539,11 +549,22 @@ def deploy(
     except KeyboardInterrupt:
         report.error = "interrupted"
         report.result = "interrupted"
+        if report.lock == "held":
+            report.lock = _release_after_interrupt(runner, stack_dir, deploy_id)
     finally:
         if not dry_run:
             # run.env: the migrated environment, whose new secrets must be scrubbed too.
             _record(run.env, runner, report)
     return report
+
+
+def _release_after_interrupt(runner: Runner, stack_dir: str, deploy_id: str) -> str:
+    """One more try at giving the lock back; the report's lock state it ends in."""
+    try:
+        released = hoststate.release_lock(runner, stack_dir, deploy_id)
+    except (OpsError, OSError, KeyboardInterrupt):
+        return "held"  # unknown: the report must not claim a release that was not seen
+    return "released" if released else "not held"
 
 
 @dataclass

@@ -1,14 +1,17 @@
 """What jitsi-ops keeps about a stack: the host's deploy lock, state.json and audit log, plus the
 operator's local history (design.md section 6).
 
-Everything on the host goes through a Runner. The lock is a directory because `mkdir` is atomic
-on every POSIX filesystem: of two concurrent deploys exactly one creates it. Records written here
+Everything on the host goes through a Runner. The lock is a directory that appears complete: one
+remote command builds it (owner.json included) under a private name and renames it into place,
+and rename(2) of a directory onto a non-empty one fails, so of two concurrent runs exactly one
+gets it, and nobody ever sees a lock without its owner. Records written here
 never hold a secret: keys that look like secrets are refused and strings are scrubbed of known
 secret values before anything is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -168,6 +171,8 @@ class LockInfo:
     time: str
     message: str
     deploy_id: str
+    # Set only for a lock whose owner cannot be read (see read_lock); never written to a host.
+    problem: str = ""
 
     @classmethod
     def for_this_process(
@@ -200,11 +205,17 @@ class LockInfo:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """The owner.json shape (CONVENTIONS: owner, host, pid, time, message, deploy_id)."""
-        return asdict(self)
+        """The owner.json shape (CONVENTIONS: owner, host, pid, time, message, deploy_id), plus
+        `problem` for a lock whose owner cannot be read."""
+        data = asdict(self)
+        if not self.problem:
+            del data["problem"]
+        return data
 
     def describe(self) -> str:
         """One line for humans: who, where, since when, which deploy, why."""
+        if self.problem:
+            return f"nobody known: {self.problem}"
         text = f"{self.owner}@{self.host} (pid {self.pid}) since {self.time or 'unknown time'}"
         if self.deploy_id:
             text += f", deploy {self.deploy_id}"
@@ -213,14 +224,35 @@ class LockInfo:
         return text
 
 
-_UNKNOWN_HOLDER = LockInfo(
-    owner="unknown",
-    host="unknown",
-    pid=0,
-    time="",
-    message="lock directory without a readable owner.json (a run died while taking the lock?)",
-    deploy_id="",
+def _ownerless(problem: str) -> LockInfo:
+    return LockInfo("unknown", "unknown", 0, "", "", "", problem=problem)
+
+
+# This version never shows a lock without its owner; an older one created the directory first
+# and wrote owner.json a round trip later, and a Ctrl-C in between left this behind.
+_NO_OWNER = _ownerless(
+    "the lock directory has no owner.json (left by an interrupted run of an older jitsi-ops)"
 )
+_UNREADABLE_OWNER = _ownerless("the lock's owner.json is not readable JSON")
+
+
+def unlock_command(env_name: str) -> str:
+    """The command that breaks an environment's lock."""
+    return f"invoke unlock --env {env_name or 'NAME'}"
+
+
+def lock_hint(holder: LockInfo, env_name: str) -> str:
+    """What to do about a lock: wait for its holder, or break it when nobody can own it."""
+    unlock = unlock_command(env_name)
+    if holder.problem:
+        return (
+            f"no run is recorded as holding it: if no jitsi-ops run is working on this host "
+            f"right now, break it with `{unlock}`"
+        )
+    # Only a holder on this very machine can be checked; a remote pid means nothing here.
+    if holder.pid > 0 and holder.host == socket.gethostname() and not _pid_alive(holder.pid):
+        return f"the holding process (pid {holder.pid} on this machine) is gone: break the stale lock with `{unlock}`"
+    return f"wait for that run to finish; if it is gone, break the lock with `{unlock}`"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -236,60 +268,81 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _held_error(runner: Runner, stack_dir: str, holder: LockInfo, env_name: str) -> LockHeld:
-    unlock = f"invoke unlock --env {env_name}" if env_name else "invoke unlock --env NAME"
-    hint = f"wait for that run to finish; if it is gone, break the lock with `{unlock}`"
-    # Only a holder on this very machine can be checked; a remote pid means nothing here.
-    if holder.pid > 0 and holder.host == socket.gethostname() and not _pid_alive(holder.pid):
-        hint = f"the holding process (pid {holder.pid} on this machine) is gone: break the stale lock with `{unlock}`"
-    return LockHeld(f"{runner.host}: {stack_dir} is locked by {holder.describe()}", hint=hint)
+    return LockHeld(
+        f"{runner.host}: {stack_dir} is locked by {holder.describe()}",
+        hint=lock_hint(holder, env_name),
+    )
 
 
 def read_lock(runner: Runner, stack_dir: str) -> LockInfo | None:
-    """The current holder of the lock, or None when the stack is not locked."""
+    """The current holder of the lock, or None when the stack is not locked.
+
+    A lock whose owner cannot be read is returned with `problem` set (it still blocks).
+    """
     directory = lock_dir(stack_dir)
     try:
         data = json.loads(runner.get(posixpath.join(directory, OWNER_FILE)))
     except FileNotFoundError:
         data = None
     except ValueError:  # corrupt owner.json (JSONDecodeError and UnicodeDecodeError)
-        return _UNKNOWN_HOLDER
+        return _UNREADABLE_OWNER
     if isinstance(data, dict):
         return LockInfo.from_dict(data)
-    # No owner.json: either unlocked, or a holder between mkdir and writing owner.json.
-    if runner.run(["test", "-d", directory], check=False).ok:
-        return _UNKNOWN_HOLDER
+    if data is not None:
+        return _UNREADABLE_OWNER
+    if runner.run(["test", "-e", directory], check=False).ok:
+        return _NO_OWNER
     return None
+
+
+# Exit status of the lock script when the lock exists already (EX_TEMPFAIL: try again later).
+LOCK_HELD_EXIT = 75
+
+# One remote step: build the lock complete (owner.json inside) under a private name, then rename
+# it into place. `mv -T` is rename(2), which fails onto a non-empty directory; the `-e` check
+# first keeps an empty lock directory (an older version's, maybe half-taken) from being
+# replaced, since rename onto an empty directory would succeed. Interrupting the client does
+# not stop the script halfway, and whatever fails removes the private directory. Positional
+# parameters only: no path or value is ever interpolated into the script.
+_LOCK_SCRIPT = (
+    'umask 077; [ -e "$1" ] && exit 75; mkdir -m 0700 -- "$2" || exit 1; '
+    'if printf %s "$3" >"$2/owner.json" && mv -T -- "$2" "$1"; then exit 0; fi; '
+    'rm -rf -- "$2"; [ -e "$1" ] && exit 75; exit 1'
+)
+
+
+def lock_argv(stack_dir: str, owner_json: str, token: str) -> list[str]:
+    """The one command that takes the lock with `owner_json` in it (private name: `token`)."""
+    staging = posixpath.join(ops_dir(stack_dir), f".{LOCK_DIR}.{token}")
+    return ["sh", "-c", _LOCK_SCRIPT, "sh", lock_dir(stack_dir), staging, owner_json]
 
 
 def acquire_lock(runner: Runner, stack_dir: str, info: LockInfo) -> LockInfo:
     """Take the stack's lock for `info` or raise LockHeld naming the holder.
 
-    `mkdir` either creates the directory (we hold the lock) or fails; a failure is told apart
-    from a permission or path problem by checking whether the directory now exists.
+    Taking it is one remote command (see _LOCK_SCRIPT). When that command's answer never
+    arrives (Ctrl-C, a dropped connection) the lock may be ours: it is given back before the
+    error goes on, so an interrupted run leaves no lock behind.
     """
-    directory = lock_dir(stack_dir)
     _ensure_ops_dir(runner, stack_dir)
-    created = runner.run(["mkdir", "-m", "0700", "--", directory], check=False)
-    if not created.ok:
-        if runner.run(["test", "-d", directory], check=False).ok:
-            holder = read_lock(runner, stack_dir) or _UNKNOWN_HOLDER
-            raise _held_error(runner, stack_dir, holder, env_of_deploy_id(info.deploy_id) or "")
+    owner = _json_line(sanitize_record(info.as_dict()))
+    argv = lock_argv(stack_dir, owner, _random.token_hex(6))
+    try:
+        taken = runner.run(argv, check=False)
+    except BaseException:
+        with contextlib.suppress(OpsError, OSError):
+            release_lock(runner, stack_dir, info.deploy_id)
+        raise
+    if taken.exit_code == LOCK_HELD_EXIT:
+        holder = read_lock(runner, stack_dir) or _NO_OWNER
+        raise _held_error(runner, stack_dir, holder, env_of_deploy_id(info.deploy_id) or "")
+    if not taken.ok:
         raise RemoteCommandError(
-            created.argv,
-            created.exit_code,
-            created.stderr,
+            ["mkdir", lock_dir(stack_dir)],  # what it amounts to; the script is noise
+            taken.exit_code,
+            taken.stderr,
             hint="check that the deploy user may write to the stack dir",
         )
-    try:
-        runner.put(
-            _json_line(sanitize_record(info.as_dict())).encode(),
-            posixpath.join(directory, OWNER_FILE),
-            0o600,
-        )
-    except BaseException:
-        # We created the directory: without owner.json it would block every later run.
-        runner.run(["rm", "-rf", "--", directory], check=False)
-        raise
     return info
 
 

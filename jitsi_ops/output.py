@@ -53,6 +53,22 @@ _BAR_WIDTH: Final = 20
 _REFRESH_PER_SECOND: Final = 8
 
 
+# Terminal control sequences (ECMA-48): CSI `ESC [ params intermediates final` (colours,
+# `ESC[2K` line erase, cursor moves), OSC `ESC ] ... BEL|ST` (window titles, hyperlinks), the
+# 8-bit CSI, and the two-byte escapes (`ESC 7`, `ESC c`, ...). An OSC must be terminated on
+# its line: an unterminated one loses its two bytes only, never the log text after it.
+_TERMINAL_CODES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)"
+    r"|\x1b[ -/]*[0-~]"
+)
+
+
+def strip_terminal_codes(text: str) -> str:
+    """`text` without terminal control sequences (for output that is not a terminal)."""
+    return _TERMINAL_CODES.sub("", text)
+
+
 def phase_line(result: PhaseResult) -> str:
     """One timeline line: name, ok/FAILED/skipped, seconds, detail (the deploy task's format)."""
     mark = MARKS[result.status]

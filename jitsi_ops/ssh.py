@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import paramiko
 from fabric import Config, Connection
+from paramiko.sftp import CMD_HANDLE, CMD_OPEN, SFTP_FLAG_CREATE, SFTP_FLAG_EXCL, SFTP_FLAG_WRITE
 
 from jitsi_ops.errors import ConfigError, HostKeyError, OpsError, RemoteCommandError
 from jitsi_ops.runner import Result, checked
@@ -230,6 +231,47 @@ class _CommandShell:
 
     def close(self) -> None:
         self._channel.close()
+
+
+# --- uploads ------------------------------------------------------------------------------------
+
+
+def create_private(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPFile:
+    """A new file at `path`, open for writing, mode 0600 from the moment it exists.
+
+    Exclusive: an existing file (or a symlink planted there) is an error, never reused. The
+    SFTP OPEN request carries the new file's permissions (the server hands them to open(2)),
+    but paramiko's public open() always sends none: the file would start with the server's
+    default (0644 under umask 022), and whoever opened it in that moment would keep reading
+    what is written later, whatever chmod follows. Hence paramiko's request layer, which
+    open() itself uses.
+    """
+    attributes = paramiko.SFTPAttributes()
+    attributes.st_mode = 0o600
+    flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL
+    kind, answer = sftp._request(CMD_OPEN, path, flags, attributes)
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError(f"expected a file handle from the server, got message {kind}")
+    return paramiko.SFTPFile(sftp, answer.get_binary(), "wb")
+
+
+def sftp_upload(sftp: paramiko.SFTPClient, data: bytes, tmp: str, path: str, mode: int) -> None:
+    """Write `data` to `path` through `tmp` (created 0600, exclusive), which gets `mode` before
+    the data and is renamed over `path`; `tmp` is removed when anything fails."""
+    created = False
+    try:
+        with create_private(sftp, tmp) as handle:
+            created = True
+            if mode != 0o600:
+                handle.chmod(mode)
+            handle.write(data)
+        sftp.posix_rename(tmp, path)
+    except BaseException:
+        if created:
+            # Best effort (the connection may be what failed); never a file we did not create.
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                sftp.remove(tmp)
+        raise
 
 
 def _close_quietly(shell: _CommandShell | None) -> None:
@@ -525,7 +567,8 @@ class SshRunner:
         return self._sftp
 
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
-        """Upload to a temporary name next to `path`, chmod before the rename (never briefly 0644).
+        """Upload to a temporary name next to `path` (created 0600, given `mode` before any data
+        is written), then rename it over `path`; a failed upload leaves no temporary file.
 
         With sudo: SFTP (as the user) into a private 0700 directory, then one sudo command
         installs it next to `path` with `mode` and renames it over `path`.
@@ -533,13 +576,9 @@ class SshRunner:
         if self._sudo() != "off":
             self._sudo_put(data, path, mode)
             return
-        sftp = self._sftp_client()
         directory = posixpath.dirname(path) or "."
         tmp = posixpath.join(directory, f".{posixpath.basename(path)}.{uuid.uuid4().hex[:8]}")
-        with sftp.open(tmp, "wb") as handle:
-            handle.chmod(mode)
-            handle.write(data)
-        sftp.posix_rename(tmp, path)
+        sftp_upload(self._sftp_client(), data, tmp, path, mode)
 
     def _sudo_put(self, data: bytes, path: str, mode: int) -> None:
         sftp = self._sftp_client()
@@ -550,13 +589,15 @@ class SshRunner:
             sftp.mkdir(private, 0o700)
             self._private_dir = private
         tmp = posixpath.join(self._private_dir, uuid.uuid4().hex[:12])
+        created = False
         try:
-            with sftp.open(tmp, "wbx") as handle:
-                handle.chmod(0o600)
+            with create_private(sftp, tmp) as handle:
+                created = True
                 handle.write(data)
-        except OSError:
-            with contextlib.suppress(OSError):
-                sftp.remove(tmp)
+        except BaseException:
+            if created:
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    sftp.remove(tmp)
             raise
         argv = install_argv(tmp, path, mode, uuid.uuid4().hex[:8])
         code, _, err = self._elevated(argv, None, None)

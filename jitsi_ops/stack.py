@@ -5,12 +5,16 @@ This is the apply step of the deploy pipeline; it is also usable on its own (`in
 
 from __future__ import annotations
 
+import difflib
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from jitsi_ops import commands
 from jitsi_ops.composeset import compose_dir, load_yaml
 from jitsi_ops.environments import compose_names, render_env
+from jitsi_ops.errors import ConfigError
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment
 from jitsi_ops.versions import Layout
@@ -34,15 +38,39 @@ def stack_files(env: Environment) -> dict[str, bytes]:
     return files
 
 
-def dependents(env: Environment, service: str) -> set[str]:
-    """Services of the host's compose set that depend on `service`, directly or not."""
-    needs: dict[str, set[str]] = {}
+def _service_specs(env: Environment) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(service, spec) of every file of the host's compose set (an overlay may repeat one)."""
     directory = compose_dir(env.root, env.layout)
     # Only the compose files: stack_files() would render the whole .env (secrets included).
     for name in compose_names(env):
         for svc, spec in (load_yaml((directory / name).read_bytes()).get("services") or {}).items():
-            depends = (spec or {}).get("depends_on") or []
-            needs.setdefault(svc, set()).update(depends)  # a list or a mapping: the names
+            yield str(svc), spec or {}
+
+
+def services(env: Environment) -> list[str]:
+    """The service names of the host's compose set, sorted."""
+    return sorted({svc for svc, _ in _service_specs(env)})
+
+
+def check_service(env: Environment, service: str) -> None:
+    """Refuse a service name the host's compose set does not have (with a "did you mean")."""
+    known = services(env)
+    if service in known:
+        return
+    close = difflib.get_close_matches(service, known, n=1)
+    listed = f"services: {', '.join(known)}"
+    raise ConfigError(
+        f"{env.name} has no service {service!r} in its compose set",
+        hint=f"did you mean {close[0]!r}? {listed}" if close else listed,
+    )
+
+
+def dependents(env: Environment, service: str) -> set[str]:
+    """Services of the host's compose set that depend on `service`, directly or not."""
+    needs: dict[str, set[str]] = {}
+    for svc, spec in _service_specs(env):
+        depends = spec.get("depends_on") or []
+        needs.setdefault(svc, set()).update(depends)  # a list or a mapping: the names
     found: set[str] = set()
     frontier = {service}
     while frontier:

@@ -15,7 +15,7 @@ from jitsi_ops.cli.common import ENV_HELP, boundary, bridge_hosts, emit_json, lo
 from jitsi_ops.deploy import DeployReport
 from jitsi_ops.errors import OpsError
 from jitsi_ops.facts import gather, project_containers
-from jitsi_ops.output import TaskOutput
+from jitsi_ops.output import TaskOutput, strip_terminal_codes
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment
 
@@ -26,7 +26,15 @@ RESULT_LINES = {
     "rolled-back": "FAILED: {to} did not pass verification; rolled back to {frm} (verified)",
     "rollback-failed": "FAILED: {to} did not pass verification and the rollback did not verify",
     "failed": "FAILED: {error}",
-    "interrupted": "interrupted: lock released; the stack was not changed after the last phase shown",
+    "interrupted": "interrupted: {lock}; the stack was not changed after the last phase shown",
+}
+# What an interrupted run says about the lock: only what it saw (see DeployReport.lock).
+LOCK_LINES = {
+    "released": "lock released",
+    "not held": "this run holds no lock",
+    "": "no lock was taken",
+    "held": "the deploy lock may still be held by this run (see `invoke lock --env {env}`; "
+    "once this run is gone, `invoke unlock --env {env}` breaks it)",
 }
 
 
@@ -45,8 +53,12 @@ def _print_plans(report: DeployReport, dry_run: bool) -> None:
 
 def _summary(report: DeployReport) -> str:
     template = RESULT_LINES.get(report.result, "{error}")
+    lock = LOCK_LINES.get(report.lock, LOCK_LINES["held"]).format(env=report.env)
     return template.format(
-        to=report.to_release, frm=report.from_release or "the previous stack", error=report.error
+        to=report.to_release,
+        frm=report.from_release or "the previous stack",
+        error=report.error,
+        lock=lock,
     )
 
 
@@ -146,6 +158,8 @@ def status(c: Context, env: str = "", json: bool = False) -> None:
         if not host_data["services"]:
             print("  no containers in project " + loaded.deploy.project)
     print(f"  lock: {lock.describe() if lock else 'free'}")
+    if lock and lock.problem:
+        print(f"  hint: {hoststate.lock_hint(lock, loaded.name)}")
     if audit:
         last = audit[-1]
         print(
@@ -190,11 +204,15 @@ def logs(c: Context, env: str = "", service: str = "", since: str = "", tail: in
     from jitsi_ops.secrets import scrub  # noqa: PLC0415
 
     loaded = load(c, env)
+    if service:
+        stack.check_service(loaded, service)
     with main_host(loaded) as runner:
         result = runner.run(
             commands.compose_logs(stack.target_for(loaded), service, since, tail), timeout=120
         )
-    sys.stdout.write(scrub(result.stdout + result.stderr, rendered_values(loaded)))
+    text = scrub(result.stdout + result.stderr, rendered_values(loaded))
+    # A pipe or a file gets the text only: `ESC[2K` and colours are noise in a saved log.
+    sys.stdout.write(text if sys.stdout.isatty() else strip_terminal_codes(text))
 
 
 @task(help={"env": ENV_HELP})
@@ -204,7 +222,11 @@ def lock(c: Context, env: str = "") -> None:
     loaded = load(c, env)
     with main_host(loaded) as runner:
         holder = hoststate.read_lock(runner, loaded.deploy.stack_dir)
-    print(f"locked: {holder.describe()}" if holder else f"{loaded.name}: not locked")
+    if holder is None:
+        print(f"{loaded.name}: not locked")
+        return
+    print(f"locked: {holder.describe()}")
+    print(f"hint: {hoststate.lock_hint(holder, loaded.name)}")
 
 
 @task(help={"env": ENV_HELP, "yes": "do not ask for confirmation"})

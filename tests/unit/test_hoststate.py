@@ -76,13 +76,10 @@ class HostRunner(RecordingRunner):
         key = tuple(argv)
         self.calls.append(key)
         code, out, err = 0, "", ""
-        if key[0] == "mkdir" and "-p" in key:
-            self.dirs.add(key[-1])
+        if key[:3] == ("sh", "-c", hoststate._LOCK_SCRIPT):
+            code = self._take(lock=key[4], owner=key[6])
         elif key[0] == "mkdir":
-            if key[-1] in self.dirs:
-                code, err = 1, f"mkdir: cannot create directory '{key[-1]}': File exists"
-            else:
-                self.dirs.add(key[-1])
+            self.dirs.add(key[-1])
         elif key[0] == "test":
             code = 0 if key[-1] in self.dirs or key[-1] in self.files else 1
         elif key[:2] == ("rm", "-rf"):
@@ -103,6 +100,14 @@ class HostRunner(RecordingRunner):
         if check and code:
             raise RemoteCommandError(key, code, err)
         return result
+
+    def _take(self, lock: str, owner: str) -> int:
+        """The lock script: the lock appears with its owner, or the script says it is held."""
+        if lock in self.dirs:
+            return hoststate.LOCK_HELD_EXIT
+        self.dirs.add(lock)
+        self.files[f"{lock}/owner.json"] = owner.encode()
+        return 0
 
 
 # --- deploy ids -------------------------------------------------------------------------------
@@ -138,16 +143,23 @@ def test_relative_stack_dir_is_refused_before_any_rm() -> None:
 # --- the lock with canned answers -------------------------------------------------------------
 
 
-def test_acquire_creates_lock_dir_atomically_and_writes_owner_json() -> None:
+TAKE = ("sh", "-c", hoststate._LOCK_SCRIPT)
+HELD = (hoststate.LOCK_HELD_EXIT, "", "")
+
+
+def test_acquire_takes_the_lock_with_its_owner_in_one_command() -> None:
     runner = RecordingRunner()
     mine = info()
     assert acquire_lock(runner, STACK, mine) == mine
     assert runner.calls[0] == ("mkdir", "-p", "-m", "0750", "--", STACK, f"{STACK}/.jitsi-ops"), (
         runner.calls
     )
-    assert runner.calls[1] == ("mkdir", "-m", "0700", "--", LOCK), runner.calls
-    assert runner.modes[OWNER] == 0o600, runner.modes
-    owner = json.loads(runner.files[OWNER])
+    assert len(runner.calls) == 2, f"more than one step to take the lock: {runner.calls}"
+    take = runner.calls[1]
+    assert take[:5] == (*TAKE, "sh", LOCK), take
+    staging = take[5]
+    assert staging.startswith(f"{STACK}/.jitsi-ops/.lock.") and len(staging) > len(LOCK) + 8, take
+    owner = json.loads(take[6])
     assert owner == {
         "owner": "alice",
         "host": "laptop",
@@ -163,10 +175,7 @@ def test_held_lock_is_refused_with_the_holders_details() -> None:
         "prod-20261126T060000Z-ffffff", owner="bob", host="ci-runner-7", pid=77, message="nightly"
     )
     runner = RecordingRunner(
-        responses={
-            ("mkdir", "-m"): (1, "", f"mkdir: cannot create directory '{LOCK}': File exists")
-        },
-        files={OWNER: json.dumps(holder.as_dict()).encode()},
+        responses={TAKE: HELD}, files={OWNER: json.dumps(holder.as_dict()).encode()}
     )
     with pytest.raises(LockHeld) as caught:
         acquire_lock(runner, STACK, info())
@@ -184,42 +193,34 @@ def test_held_lock_is_refused_with_the_holders_details() -> None:
     assert not any(c[0] == "put" for c in runner.calls), f"owner.json overwritten: {runner.calls}"
 
 
-def test_lock_dir_without_owner_json_is_still_held() -> None:
-    runner = RecordingRunner(responses={("mkdir", "-m"): (1, "", "File exists")})
-    with pytest.raises(LockHeld, match=r"without a readable owner\.json"):
+def test_lock_dir_without_owner_json_is_held_and_says_how_to_break_it() -> None:
+    # What an older jitsi-ops left when Ctrl-C came between its mkdir and its owner write.
+    runner = RecordingRunner(responses={TAKE: HELD})
+    with pytest.raises(LockHeld) as caught:
         acquire_lock(runner, STACK, info())
+    message, hint = str(caught.value), caught.value.hint
+    assert "has no owner.json" in message and "older jitsi-ops" in message, message
+    assert "no run is recorded as holding it" in hint, hint
+    assert "`invoke unlock --env prod`" in hint, hint
 
 
-def test_mkdir_failure_that_is_not_a_lock_is_a_command_error() -> None:
-    runner = RecordingRunner(
-        responses={("mkdir", "-m"): (1, "", "Permission denied"), ("test", "-d"): (1, "", "")}
-    )
-    with pytest.raises(RemoteCommandError, match="Permission denied"):
+def test_lock_failure_that_is_not_a_lock_is_a_command_error() -> None:
+    runner = RecordingRunner(responses={TAKE: (1, "", "mkdir: Permission denied")})
+    with pytest.raises(RemoteCommandError, match="Permission denied") as caught:
         acquire_lock(runner, STACK, info())
+    assert hoststate._LOCK_SCRIPT not in str(caught.value), str(caught.value)
 
 
 def test_stale_lock_of_a_dead_local_process_says_so() -> None:
     dead = info(host=socket.gethostname(), pid=2**22 + 12345)
     runner = RecordingRunner(
-        responses={("mkdir", "-m"): (1, "", "File exists")},
-        files={OWNER: json.dumps(dead.as_dict()).encode()},
+        responses={TAKE: HELD}, files={OWNER: json.dumps(dead.as_dict()).encode()}
     )
     with pytest.raises(LockHeld) as caught:
         acquire_lock(runner, STACK, info("prod-20261126T070000Z-000001"))
     assert "stale" in caught.value.hint and "invoke unlock --env prod" in caught.value.hint, (
         caught.value.hint
     )
-
-
-def test_failed_owner_write_removes_the_lock_it_created() -> None:
-    class BrokenPut(RecordingRunner):
-        def put(self, data: bytes, path: str, mode: int = 0o600) -> None:  # noqa: ARG002
-            raise OSError("disk full")
-
-    runner = BrokenPut()
-    with pytest.raises(OSError, match="disk full"):
-        acquire_lock(runner, STACK, info())
-    assert ("rm", "-rf", "--", LOCK) in runner.calls, runner.calls
 
 
 def test_release_only_removes_our_own_lock() -> None:
@@ -236,12 +237,13 @@ def test_read_lock_tolerates_missing_and_odd_fields() -> None:
     runner = RecordingRunner(files={OWNER: b'{"owner": "carol", "pid": "not-a-number"}'})
     found = read_lock(runner, STACK)
     assert found is not None and found.owner == "carol" and found.pid == 0, found
-    corrupt = RecordingRunner(files={OWNER: b"{not json"})
-    assert read_lock(corrupt, STACK) == hoststate._UNKNOWN_HOLDER
+    for text in (b"{not json", b"[1, 2]"):
+        corrupt = read_lock(RecordingRunner(files={OWNER: text}), STACK)
+        assert corrupt is not None and "not readable JSON" in corrupt.problem, corrupt
 
 
 def test_read_lock_unlocked_is_none() -> None:
-    runner = RecordingRunner(responses={("test", "-d"): (1, "", "")})
+    runner = RecordingRunner(responses={("test", "-e"): (1, "", "")})
     assert read_lock(runner, STACK) is None
 
 
@@ -476,3 +478,95 @@ def test_real_commands_lock_state_audit(tmp_path: Path) -> None:
     append_audit(runner, stack, {"n": 1})
     append_audit(runner, stack, {"n": 2})
     assert [r["n"] for r in read_audit(runner, stack, last=5)] == [1, 2]
+
+
+@dataclass
+class CtrlCWhileLocking(LocalRunner):
+    """A real host in tmp_path where Ctrl-C arrives right after the command that made the lock
+    appear (its answer is lost); `fail_after` makes every later command fail too."""
+
+    lock: Path = Path("/nonexistent")
+    fail_after: bool = False
+    fired: bool = False
+    owner_at_first_sight: bool | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__("tmp-host")
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float | None = None,
+        stdin: str | None = None,
+    ) -> Result:
+        if self.fired and self.fail_after:
+            raise OSError("connection lost")
+        result = super().run(argv, check=check, timeout=timeout, stdin=stdin)
+        if not self.fired and self.lock.exists():
+            self.fired = True
+            self.owner_at_first_sight = (self.lock / "owner.json").is_file()
+            raise KeyboardInterrupt
+        return result
+
+    def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        if self.fired and self.fail_after:
+            raise OSError("connection lost")
+        super().put(data, path, mode)
+        if not self.fired and self.lock.exists():
+            self.fired = True
+            self.owner_at_first_sight = (self.lock / "owner.json").is_file()
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_taking_the_lock_leaves_no_lock_behind(tmp_path: Path) -> None:
+    stack = tmp_path / "stack"
+    runner = CtrlCWhileLocking(lock=stack / ".jitsi-ops" / "lock")
+    with pytest.raises(KeyboardInterrupt):
+        acquire_lock(runner, str(stack), info())
+    assert runner.owner_at_first_sight is True, "the lock existed without owner.json"
+    assert not runner.lock.exists(), "an interrupted take left the lock behind"
+    leftovers = sorted(p.name for p in (stack / ".jitsi-ops").iterdir())
+    assert leftovers == [], f"private staging left behind: {leftovers}"
+    acquire_lock(LocalRunner(), str(stack), info("prod-20261126T063358Z-000002"))  # free again
+
+
+def test_ctrl_c_with_the_host_gone_leaves_a_lock_that_names_its_owner(tmp_path: Path) -> None:
+    stack = tmp_path / "stack"
+    runner = CtrlCWhileLocking(lock=stack / ".jitsi-ops" / "lock", fail_after=True)
+    with pytest.raises(KeyboardInterrupt):
+        acquire_lock(runner, str(stack), info())
+    # The give-back could not run: what is left is a lock that says whose it is.
+    assert read_lock(LocalRunner(), str(stack)) == info()
+
+
+def test_an_older_versions_empty_lock_dir_is_not_taken_over(tmp_path: Path) -> None:
+    stack = tmp_path / "stack"
+    lock = stack / ".jitsi-ops" / "lock"
+    lock.mkdir(parents=True)
+    # rename(2) onto an empty directory succeeds: the script must refuse before it gets there.
+    with pytest.raises(LockHeld, match=r"has no owner\.json") as caught:
+        acquire_lock(LocalRunner(), str(stack), info())
+    assert "invoke unlock --env prod" in caught.value.hint, caught.value.hint
+    assert list(lock.iterdir()) == [], "the ownerless lock was replaced"
+    assert sorted(p.name for p in lock.parent.iterdir()) == ["lock"]
+    holder = read_lock(LocalRunner(), str(stack))
+    assert holder is not None and holder.problem and "older jitsi-ops" in holder.describe()
+    assert break_lock(LocalRunner(), str(stack)) == holder and not lock.exists()
+
+
+def test_a_lock_taken_between_check_and_rename_is_refused(tmp_path: Path) -> None:
+    stack = tmp_path / "stack"
+    runner = LocalRunner()
+    hoststate._ensure_ops_dir(runner, str(stack))
+    lock = stack / ".jitsi-ops" / "lock"
+    # The other run's complete lock appears after the `-e` check: mv -T must fail onto it.
+    script = hoststate._LOCK_SCRIPT.replace('[ -e "$1" ] && exit 75; ', "", 1)
+    lock.mkdir()
+    (lock / "owner.json").write_text(json.dumps(info("prod-other").as_dict()))
+    argv = hoststate.lock_argv(str(stack), "{}", "abcdef")
+    result = runner.run([*argv[:2], script, *argv[3:]], check=False)
+    assert result.exit_code == hoststate.LOCK_HELD_EXIT, result
+    assert json.loads((lock / "owner.json").read_text())["deploy_id"] == "prod-other"
+    assert sorted(p.name for p in lock.parent.iterdir()) == ["lock"], "staging left behind"

@@ -8,7 +8,14 @@ import re
 import pytest
 
 from jitsi_ops.deploy import PhaseResult
-from jitsi_ops.output import TaskOutput, counter, elapsed_text, phase_line, wants_live
+from jitsi_ops.output import (
+    TaskOutput,
+    counter,
+    elapsed_text,
+    phase_line,
+    strip_terminal_codes,
+    wants_live,
+)
 
 PULL = "pulling 2/7 127.0.0.1:5000/jitsi/web:stable-11146-2"
 _CONTROL = re.compile(r"\x1b\[(\??)(\d*)([A-Za-z])|\r|\n|[^\x1b\r\n]")
@@ -271,3 +278,23 @@ def test_elapsed_text() -> None:
         "59m59s",
         "1h02m",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("\x1b[2Kweb-1  | up", "web-1  | up"),
+        ("\x1b[1;32mok\x1b[0m \x1b[38;5;208mwarn\x1b[m", "ok warn"),
+        ("\x1b[?25lhidden cursor\x1b[?25h", "hidden cursor"),
+        ("\x1b[3A\x1b[10Gmoved", "moved"),
+        ("\x1b]0;window title\x07text", "text"),
+        ("\x1b]8;;https://example.com\x1b\\link\x1b]8;;\x1b\\", "link"),
+        ("\x9b2Keight-bit", "eight-bit"),
+        ("\x1b7saved\x1b8", "saved"),
+        ("\x1b]unterminated\nnext line", "unterminated\nnext line"),
+        ("tabs\tand\r\nline ends stay", "tabs\tand\r\nline ends stay"),
+        ("[2K brackets without ESC stay", "[2K brackets without ESC stay"),
+    ],
+)
+def test_strip_terminal_codes(text: str, expected: str) -> None:
+    assert strip_terminal_codes(text) == expected, repr(strip_terminal_codes(text))

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from jitsi_ops import ssh
 from jitsi_ops.cli import common as cli_common
 from jitsi_ops.cli.common import SudoPasswordPrompt
 from jitsi_ops.errors import ConfigError, OpsError, RemoteCommandError
@@ -175,6 +176,9 @@ class Wire:
         return repr(self.sent)
 
 
+PRIVATE = "new, 0600, exclusive"  # how FakeSftp records a file made by ssh.create_private
+
+
 class FakeSftp:
     """Records the SFTP calls of a sudo put()."""
 
@@ -237,6 +241,8 @@ def sudo_runner(
     sftp = FakeSftp()
     monkeypatch.setattr(runner, "_exec", wire)
     monkeypatch.setattr(runner, "_sftp_client", lambda: sftp)
+    # The real one speaks paramiko's request layer (tested against sftp-server in test_ssh).
+    monkeypatch.setattr(ssh, "create_private", lambda client, path: client.open(path, PRIVATE))
     runner._sftp = sftp  # type: ignore[assignment]  # close() closes the one it opened
     monkeypatch.setattr(runner._conn, "close", lambda: None)
     return runner, sftp
@@ -425,8 +431,8 @@ def test_put_uploads_privately_then_installs_with_one_sudo_command(
     private = mkdirs[0][1]
     assert private.startswith("/tmp/.jitsi-ops-")
     opened = [c for c in sftp.calls if c[0] == "open"]
-    assert all(c[1].startswith(private + "/") and c[2] == "wbx" for c in opened), opened
-    assert [c[2] for c in sftp.calls if c[0] == "chmod"] == ["0o600", "0o600"]
+    assert all(c[1].startswith(private + "/") and c[2] == PRIVATE for c in opened), opened
+    assert [c for c in sftp.calls if c[0] == "chmod"] == [], "created 0600: nothing to chmod"
     installs = [argv for argv, _ in wire.sent if "install" in " ".join(argv)]
     assert len(installs) == 2
     first = installs[0]
