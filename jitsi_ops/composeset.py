@@ -19,7 +19,16 @@ CORE_FILE = "docker-compose.yml"
 BRIDGE_FILE = "jvb.yml"
 REMOTE_BRIDGES_OVERLAY = "remote-jvb.yml"
 # Optional components, each an overlay file of the same name.
-COMPONENTS: tuple[str, ...] = ("etherpad", "whiteboard", "jibri", "jigasi")
+COMPONENTS: tuple[str, ...] = ("etherpad", "whiteboard", "jibri", "jigasi", "transcriber")
+# Upstream overlays jitsi-ops does not ship, with the services they define. They run third-party
+# monitoring (untagged images, host paths relative to upstream's checkout, the Docker socket)
+# that is not part of a Jitsi deployment: jitsi-ops neither deploys nor removes them.
+UNSHIPPED_OVERLAYS: Mapping[str, tuple[str, ...]] = {
+    "prometheus.yml": ("prometheus",),
+    "grafana.yml": ("grafana",),
+    "log-analyser.yml": ("loki", "otel-collector"),
+    "rtcstats.yml": ("rtcstats-server", "rtc-visualizer"),
+}
 # Overlays switched on by the environment's own values (upstream's convention).
 _ENABLED_BY: Mapping[str, str] = {
     "etherpad": "ETHERPAD_URL_BASE",
@@ -36,6 +45,18 @@ def load_yaml(data: bytes) -> Any:
     times). Callers only read it. libyaml's loader is ~10x faster on the 500-line core file."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return yaml.load(data.decode("utf-8"), Loader=loader) or {}  # noqa: S506 - a safe loader
+
+
+def component_problem(name: str) -> tuple[str, str]:
+    """(problem, hint) for a `components` entry jitsi-ops has no overlay for; the monitoring
+    overlays upstream has and jitsi-ops does not ship are named as such."""
+    if f"{name}.yml" in UNSHIPPED_OVERLAYS:
+        return (
+            f"names {name!r}, upstream's {name}.yml, which jitsi-ops does not ship",
+            "run the monitoring overlays as a compose project of their own, outside "
+            f"jitsi-ops; components: {', '.join(COMPONENTS)}",
+        )
+    return f"has an unknown component {name!r}", f"components: {', '.join(COMPONENTS)}"
 
 
 def compose_dir(root: Path, layout: Layout) -> Path:

@@ -141,7 +141,7 @@ DEPLOY_TOML_HEAD = """\
 
 # project = "jitsi"               # docker compose project name, pinned with -p
 # stack_dir = "/opt/jitsi-meet"   # where .env and the compose files live on the host (absolute)
-# components = []                 # extra overlays: "jibri", "jigasi" (etherpad/whiteboard follow their URLs)
+# components = []                 # extra overlays: "jibri", "jigasi", "transcriber" (etherpad/whiteboard follow their URLs)
 # test_environment = false        # true allows unpinned image tags (sandboxes only)
 # reverse_proxy = false           # TLS terminated by a proxy in front of HTTP_PORT/HTTPS_PORT
 # internet_facing = true          # warn when JVB_ADVERTISE_IPS holds only private addresses

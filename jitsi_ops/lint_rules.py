@@ -762,11 +762,13 @@ def _required_secrets(ctx: LintContext) -> list[tuple[str, str]]:
         ]
     if "jigasi" in ctx.deploy.components:
         required.append(("JIGASI_XMPP_PASSWORD", "jigasi exits without it"))
-    if ctx.flag("ENABLE_TRANSCRIPTIONS"):
+    elif "transcriber" in ctx.deploy.components:
+        required.append(("JIGASI_XMPP_PASSWORD", "the transcriber (jigasi) exits without it"))
+    if ctx.flag("ENABLE_TRANSCRIPTIONS") or "transcriber" in ctx.deploy.components:
         required.append(
             (
                 "JIGASI_TRANSCRIBER_PASSWORD",
-                "the transcriber account needs it (ENABLE_TRANSCRIPTIONS)",
+                "the transcriber account needs it (ENABLE_TRANSCRIPTIONS, transcriber)",
             )
         )
     return required

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from jitsi_ops.composeset import COMPONENTS, component_problem
 from jitsi_ops.envfile import Entry, interpolate, parse_entries
 from jitsi_ops.errors import ConfigError
 from jitsi_ops.versions import Layout, layout_for
@@ -228,7 +229,6 @@ _VERIFY_KEYS = {
     "cert_warning_days",
     "min_free_disk_mb",
 }
-COMPONENTS = ("etherpad", "whiteboard", "jibri", "jigasi")
 _TYPES_HINT = "see env/example/deploy.toml for the expected types"
 
 
@@ -532,11 +532,8 @@ def parse_deploy_toml(text: str, source: str, env_dir: Path) -> DeploySettings:
     components = data.strings("components")
     for name in components:
         if name not in COMPONENTS:
-            raise data.error(
-                "components",
-                f"has an unknown component {name!r}",
-                hint=f"components: {', '.join(COMPONENTS)}",
-            )
+            problem, hint = component_problem(name)
+            raise data.error("components", problem, hint=hint)
     project = data.string("project", DeploySettings.project)
     if not _PROJECT_RE.fullmatch(project):
         raise data.error(
