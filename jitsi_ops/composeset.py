@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from jitsi_ops.errors import ConfigError
+from jitsi_ops.errors import ConfigError, PreflightError
 from jitsi_ops.versions import Layout
 
 CORE_FILE = "docker-compose.yml"
@@ -117,3 +117,35 @@ def known_variables(root: Path, layout: Layout) -> frozenset[str]:
         if path.is_file():
             names |= variables_in(path.read_text(encoding="utf-8"))
     return frozenset(names)
+
+
+@functools.cache
+def shipped_services(root: Path, layout: Layout) -> frozenset[str]:
+    """Every service some file of the layout's compose set defines (core, overlays, jvb.yml)."""
+    names: set[str] = set()
+    for path in set_files(root, layout):
+        if path.is_file():
+            names.update((load_yaml(path.read_bytes()).get("services") or {}).keys())
+    return frozenset(names)
+
+
+def foreign_services(containers: Iterable[str], root: Path, layout: Layout) -> list[str]:
+    """Services of the project's containers that no file jitsi-ops ships defines: the operator
+    runs them from an overlay of their own (upstream's monitoring, an override file)."""
+    known = shipped_services(root, layout)
+    return sorted({name for name in containers if name and name not in known})
+
+
+def foreign_services_error(project: str, services: Sequence[str]) -> PreflightError:
+    """Why a deploy refuses to run `up --remove-orphans` next to services it does not know."""
+    origins = []
+    for name in services:
+        overlay = next((f for f, s in UNSHIPPED_OVERLAYS.items() if name in s), None)
+        origins.append(f"{name} (upstream's {overlay})" if overlay else name)
+    return PreflightError(
+        f"compose project {project!r} runs {', '.join(origins)}, which no compose file of "
+        "jitsi-ops defines: `up --remove-orphans` would remove them; nothing was changed",
+        hint=f"take it out of the project first (`docker compose -p {project} -f FILE down` "
+        "where you started it, then `up -d` with a project name of its own, joining "
+        f"{project}_meet.jitsi as an external network), or add the component if jitsi-ops ships it",
+    )

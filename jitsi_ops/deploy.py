@@ -629,6 +629,7 @@ class _Run:
                 stack_dir=bridge.env.deploy.stack_dir,
                 target_refs=planning.target_images(values, files).values(),
             )
+            stack.refuse_foreign_services(bridge.env, current.containers)
             bridge.plan = planning.plan(values, files, current)
             bridge.previous = snapshot(bridge.runner, bridge.env, current)
             self.report.bridge_plans[bridge.host.label] = bridge.plan
@@ -667,6 +668,7 @@ class _Run:
             stack_dir=env.deploy.stack_dir,
             target_refs=planning.target_images(values, target_files).values(),
         )
+        stack.refuse_foreign_services(env, current.containers)
         report.plan = planning.plan(values, target_files, current)
         if migration_lines:
             report.plan = report.plan.with_migrations(migration_lines)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import difflib
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from jitsi_ops import commands
-from jitsi_ops.composeset import compose_dir, load_yaml
+from jitsi_ops import commands, facts
+from jitsi_ops.composeset import compose_dir, foreign_services, foreign_services_error, load_yaml
 from jitsi_ops.environments import compose_names, render_env
 from jitsi_ops.errors import ConfigError
 from jitsi_ops.runner import Runner
@@ -125,8 +125,19 @@ def upload_stack(env: Environment, runner: Runner) -> tuple[str, ...]:
     return tuple(names)
 
 
+def refuse_foreign_services(env: Environment, containers: Iterable[facts.ContainerInfo]) -> None:
+    """Raise before anything changes when the project runs a service no file of jitsi-ops
+    defines: `up --remove-orphans` would remove it (restore's `down` too), so it has to leave
+    the project first. Services of jitsi-ops' own overlays that are switched off stay orphans
+    to remove: that is what switching a component off means."""
+    foreign = foreign_services((c.service for c in containers), env.root, env.layout)
+    if foreign:
+        raise foreign_services_error(env.deploy.project, foreign)
+
+
 def apply(env: Environment, runner: Runner) -> ApplyResult:
     """Prepare dirs, upload the stack and converge it with `up -d`."""
+    refuse_foreign_services(env, facts.gather(runner, facts.project_containers(env.deploy.project)))
     config = prepare_config_dirs(env, runner)
     uploaded = upload_stack(env, runner)
     runner.run(commands.compose_up(target_for(env)), timeout=600)
