@@ -44,7 +44,13 @@ from typing import Any
 
 from jitsi_ops import backup, facts, hoststate, lint, migrations, stack
 from jitsi_ops import plan as planning
-from jitsi_ops.composeset import COMPONENTS, COMPOSE_VARIABLES, compose_dir, enabled_components
+from jitsi_ops.composeset import (
+    COMPONENTS,
+    COMPOSE_VARIABLES,
+    UNSHIPPED_OVERLAYS,
+    compose_dir,
+    enabled_components,
+)
 from jitsi_ops.envfile import interpolate, parse_entries, quote_value
 from jitsi_ops.environments import rendered_values
 from jitsi_ops.errors import ConfigError, OpsError
@@ -422,6 +428,15 @@ def compare_with_shipped(discovery: Discovery, root: Path) -> list[str]:
     ours = {p.name for p in shipped.glob("*.yml")}
     warnings = []
     for name in discovery.compose_files:
+        if name in UNSHIPPED_OVERLAYS:
+            services = ", ".join(UNSHIPPED_OVERLAYS[name])
+            warnings.append(
+                f"{name} (upstream's monitoring: {services}) is in use; jitsi-ops does not ship "
+                f"it, and `deploy` refuses while {services} run in project {discovery.project} "
+                "(`up --remove-orphans` would remove them): move them to a compose project of "
+                "their own first (README, Components)"
+            )
+            continue
         if name not in ours:
             warnings.append(
                 f"{name} is in use but not part of jitsi-ops' compose set: the first deploy no "
@@ -759,6 +774,8 @@ def deploy_plan(env: Environment, runner: Runner) -> Plan:
         stack_dir=env.deploy.stack_dir,
         target_refs=planning.target_images(values, target).values(),
     )
+    # The deploy would refuse here (services of an overlay jitsi-ops does not ship): say so.
+    stack.refuse_foreign_services(env, current.containers)
     return planning.plan(values, target, current)
 
 

@@ -95,10 +95,14 @@ class Install:
         for sub in ("jicofo", "jvb", "transcripts", "web/crontabs", "web/load-test"):
             (self.config / sub).mkdir(parents=True, exist_ok=True)
         self.project = "handmade"
+        # Overlays passed with -f besides docker-compose.yml, and the services they run.
+        self.overlays: tuple[str, ...] = ()
+        self.extra_services: tuple[str, ...] = ()
 
     def containers(self) -> list[dict[str, Any]]:
         out = []
-        for service in SERVICES:
+        files = ",".join(f"{self.dir}/{n}" for n in ("docker-compose.yml", *self.overlays))
+        for service in (*SERVICES, *self.extra_services):
             source = self.config / ("prosody/config" if service == "prosody" else service)
             out.append(
                 {
@@ -110,7 +114,7 @@ class Install:
                     "project": self.project,
                     "service": service,
                     "working_dir": str(self.dir),
-                    "config_files": f"{self.dir}/docker-compose.yml",
+                    "config_files": files,
                     "mounts": [{"Type": "bind", "Source": str(source), "Destination": "/config"}],
                 }
             )
@@ -504,3 +508,44 @@ def test_compose_labels_parser_and_running_files() -> None:
         "etherpad.yml",
     )
     assert facts.running_compose_files(runner, []) == ()
+
+
+PROMETHEUS_YML = """services:
+  prometheus:
+    image: prom/prometheus
+    ports:
+      - 9090:9090
+    volumes:
+      - ./prometheus:/etc/prometheus
+    networks:
+      meet.jitsi:
+"""
+
+
+def test_adopt_keeps_a_running_transcriber_and_names_the_monitoring_overlay(
+    install: Install, scratch_repo: Path
+) -> None:
+    # The install runs upstream's transcriber.yml and prometheus.yml next to the core file.
+    shutil.copy(REPO / "compose" / "legacy" / "transcriber.yml", install.dir / "transcriber.yml")
+    (install.dir / "prometheus.yml").write_text(PROMETHEUS_YML)
+    install.overlays = ("transcriber.yml", "prometheus.yml")
+    install.extra_services = ("transcriber", "prometheus")
+    found = adoption.discover(install.runner(), str(install.dir))
+    assert found.compose_files == ("docker-compose.yml", "transcriber.yml", "prometheus.yml")
+    assert found.components == ("transcriber",)
+
+    report = adoption.adopt(
+        scratch_repo, "seed", install.runner(), str(install.dir), options=install.options(),
+        environ={},
+    )  # fmt: skip
+    env = load_environment("seed", scratch_repo, environ={})
+    assert env.deploy.components == ("transcriber",)
+    # The first deploy passes transcriber.yml again: `--remove-orphans` keeps the transcriber.
+    assert "transcriber.yml" in adoption.stack.target_for(env).files
+    warnings = adoption.compare_with_shipped(found, scratch_repo)
+    monitoring = [w for w in warnings if w.startswith("prometheus.yml")]
+    assert monitoring and "`deploy` refuses while prometheus run" in monitoring[0], warnings
+    assert not any(w.startswith("transcriber.yml") for w in warnings), warnings
+    # adopt's own plan of the first deploy shows the refusal instead of a plan removing it.
+    assert report.plan is None
+    assert "runs prometheus (upstream's prometheus.yml)" in report.plan_error, report.plan_error

@@ -8,6 +8,8 @@ copied file. A difference is allowed only when DELIBERATE below names it, with i
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -165,3 +167,33 @@ def test_the_facts_name_each_release_once_with_its_image_tag() -> None:
                 image = spec["image"]
                 if re.search(r"/(web|prosody|jicofo|jvb|jibri|jigasi):", image):
                     assert image.endswith(f":-{release}}}"), f"{release} {name} {service}: {image}"
+
+
+def _compose_binary() -> list[str] | None:
+    plugin = Path("/usr/libexec/docker/cli-plugins/docker-compose")
+    if plugin.is_file():
+        return [str(plugin)]
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    return None
+
+
+@pytest.mark.parametrize("layout", ["rootless", "legacy"])
+def test_real_compose_reads_every_file_without_a_warning(layout: str, tmp_path: Path) -> None:
+    # Compose v2 itself: every overlay of the set valid together with the core file, and no
+    # "variable is not set" for anything upstream gives a default (the .env holds only the
+    # three keys upstream has no default for).
+    binary = _compose_binary()
+    if binary is None:
+        pytest.skip("no Compose v2 binary on this machine")
+    (tmp_path / ".env").write_text("CONFIG=/srv/cfg\nHTTP_PORT=8000\nHTTPS_PORT=8443\n")
+    directory = ROOT / "compose" / layout
+    main = sorted(p.name for p in directory.glob("*.yml") if p.name != "jvb.yml")
+    main.remove("docker-compose.yml")
+    for files in (["docker-compose.yml", *main], ["jvb.yml"]):
+        argv = [*binary, "-p", "fidelity", "--project-directory", str(tmp_path)]
+        argv += [arg for name in files for arg in ("-f", str(directory / name))]
+        done = subprocess.run([*argv, "config", "-q"], capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, f"{files}: {done.stderr}"
+        assert done.stderr.strip() == "", f"compose/{layout} {files}:\n{done.stderr}"

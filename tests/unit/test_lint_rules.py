@@ -487,6 +487,15 @@ FIRES: list[Fires] = [
     ),
     Fires(
         "secret-required",
+        "transcriber-component",
+        {"JIGASI_XMPP_PASSWORD": None},
+        "error",
+        "JIGASI_XMPP_PASSWORD",
+        "the transcriber (jigasi) exits without it",
+        {"components": ("transcriber",)},
+    ),
+    Fires(
+        "secret-required",
         "no-secrets-file",
         {"JVB_AUTH_PASSWORD": None},
         "warning",
@@ -1039,6 +1048,21 @@ def test_release_rules_hint_at_the_way_forward() -> None:
     for unknown in ("compose files", "migrations", "variables"):
         assert unknown in newer.message, newer.message
     assert "--allow-unknown-release" in newer.hint, newer.hint
+
+
+@pytest.mark.parametrize("release", ["stable-11031", "stable-11146-2"])
+def test_transcriber_variables_are_known_in_both_layouts(release: str) -> None:
+    # upstream's transcriber.yml consumes them (env.example lists the GC_* ones)
+    keys = {
+        "GC_PROJECT_ID": "my-project",
+        "GC_CLIENT_EMAIL": "t@example.iam.gserviceaccount.com",
+        "JIGASI_TRANSCRIBER_WHISPER_URL": "wss://whisper.example.com/ws",
+        "JIGASI_TRANSCRIBER_VOSK_URL": "ws://vosk:2700",
+        "JIGASI_TRANSCRIBER_ENABLE_TRANSLATION": "1",
+        "JIGASI_TRANSCRIBER_REMOTE_CONFIG_URL_AUD": "jitsi",
+    }
+    findings = run_checks(make_ctx({IMG: release, **keys}), only=["unknown-key"])
+    assert findings == [], _show(findings)
 
 
 def test_unknown_key_suggests_the_close_name() -> None:

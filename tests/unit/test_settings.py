@@ -98,3 +98,10 @@ def test_missing_environment_names_the_file_and_suggests_init(tmp_path: Path) ->
 def test_invalid_environment_names(tmp_path: Path, name: str) -> None:
     with pytest.raises(ConfigError):
         load_environment(name, tmp_path, environ={})
+
+
+def test_transcriber_is_a_component() -> None:
+    assert parse('components = ["jigasi", "transcriber"]\n' + MINIMAL).components == (
+        "jigasi",
+        "transcriber",
+    )
