@@ -137,7 +137,10 @@ def refuse_foreign_services(env: Environment, containers: Iterable[facts.Contain
 
 def apply(env: Environment, runner: Runner) -> ApplyResult:
     """Prepare dirs, upload the stack and converge it with `up -d`."""
-    refuse_foreign_services(env, facts.gather(runner, facts.project_containers(env.deploy.project)))
+    containers: list[facts.ContainerInfo] = facts.gather(
+        runner, facts.project_containers(env.deploy.project)
+    )
+    refuse_foreign_services(env, containers)
     config = prepare_config_dirs(env, runner)
     uploaded = upload_stack(env, runner)
     runner.run(commands.compose_up(target_for(env)), timeout=600)

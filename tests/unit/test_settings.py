@@ -43,8 +43,12 @@ def test_minimal_deploy_toml_gets_documented_defaults() -> None:
         (MINIMAL + '[ssh]\nhost_key_policy = "yolo"\n', "host_key_policy", "strict"),
         (MINIMAL + "[backup]\nkep = 3\n", "unknown key 'backup.kep'", "keep"),
         ('stack_dir = "relative/dir"\n' + MINIMAL, "must be absolute", ""),
-        ('components = ["jibri", "grafana"]\n' + MINIMAL, "grafana.yml, which jitsi-ops does not ship", "own"),
-            ('components = ["nope"]\n' + MINIMAL, "unknown component 'nope'", "transcriber"),
+        (
+            'components = ["jibri", "grafana"]\n' + MINIMAL,
+            "grafana.yml, which jitsi-ops does not ship",
+            "own",
+        ),
+        ('components = ["nope"]\n' + MINIMAL, "unknown component 'nope'", "transcriber"),
         ("[[hosts]\n", "env/x/deploy.toml", "TOML"),
     ],
 )
