@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
+from jitsi_ops import upstream
+from jitsi_ops.versions import parse_release
+
 ROOT = Path(__file__).resolve().parents[2]
 FACTS = yaml.safe_load((ROOT / "tests/fixtures/upstream/compose-facts.yml").read_text())
 # Keys compared service by service (labels, restart, networks are not part of the contract).
@@ -207,3 +210,24 @@ def test_real_compose_reads_every_file_without_a_warning(layout: str, tmp_path: 
         )
         assert done.returncode == 0, f"{files}: {done.stderr}"
         assert done.stderr.strip() == "", f"compose/{layout} {files}:\n{done.stderr}"
+
+
+# Upstream variables the facts leave out on purpose: `restart:` is not compared, and grafana.yml
+# (a monitoring overlay jitsi-ops does not ship) sets GF_ANALYTICS_REPORTING_ENABLED.
+NOT_IN_FACTS = frozenset({"RESTART_POLICY", "GF_ANALYTICS_REPORTING_ENABLED"})
+
+
+@pytest.mark.parametrize("release", sorted(FACTS))
+def test_the_facts_name_exactly_the_variables_of_upstreams_release_table(release: str) -> None:
+    # An independent source for the names: the per-release variable table computed from
+    # upstream's tags (jitsi_ops/data/upstream-variables.tsv).
+    tag = parse_release(release)
+    assert tag is not None
+    names: set[str] = set()
+    for services in FACTS[release]["files"].values():
+        for spec in services.values():
+            names |= set(spec.get("environment") or {})
+            names |= set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", yaml.safe_dump(spec)))
+    consumed = {v.name for v in upstream.variables().values() if v.in_compose and v.present_in(tag)}
+    assert names <= upstream.present_in(tag), sorted(names - upstream.present_in(tag))
+    assert consumed - names == NOT_IN_FACTS, sorted(consumed - names)
