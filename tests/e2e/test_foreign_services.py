@@ -50,4 +50,4 @@ def test_deploy_refuses_to_remove_a_running_monitoring_service(
     after = containers()
     assert after == running, f"containers changed: {running} -> {after}"
     assert host_env() == env_before, "the deploy rewrote the host's .env"
-    assert all(image.endswith(OLD) for s, (_, image, _) in after.items() if s != "prometheus")
+    assert all(after[s][1].endswith(OLD) for s in ("web", "prosody", "jicofo", "jvb")), after
