@@ -775,7 +775,9 @@ def deploy_plan(env: Environment, runner: Runner) -> Plan:
         target_refs=planning.target_images(values, target).values(),
     )
     # The deploy would refuse here (services of an overlay jitsi-ops does not ship): say so.
-    stack.refuse_foreign_services(env, current.containers)
+    stack.refuse_foreign_services(
+        env, current.containers, current.state.compose_files if current.state else ()
+    )
     return planning.plan(values, target, current)
 
 

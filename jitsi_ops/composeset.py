@@ -120,32 +120,65 @@ def known_variables(root: Path, layout: Layout) -> frozenset[str]:
 
 
 @functools.cache
-def shipped_services(root: Path, layout: Layout) -> frozenset[str]:
-    """Every service some file of the layout's compose set defines (core, overlays, jvb.yml)."""
-    names: set[str] = set()
+def service_files(root: Path, layout: Layout) -> Mapping[str, frozenset[str]]:
+    """Service -> the files of the layout's compose set that define it (core, overlays, jvb.yml)."""
+    found: dict[str, set[str]] = {}
     for path in set_files(root, layout):
         if path.is_file():
-            names.update((load_yaml(path.read_bytes()).get("services") or {}).keys())
-    return frozenset(names)
+            for name in load_yaml(path.read_bytes()).get("services") or {}:
+                found.setdefault(str(name), set()).add(path.name)
+    return {name: frozenset(files) for name, files in found.items()}
 
 
-def foreign_services(containers: Iterable[str], root: Path, layout: Layout) -> list[str]:
-    """Services of the project's containers that no file jitsi-ops ships defines: the operator
-    runs them from an overlay of their own (upstream's monitoring, an override file)."""
-    known = shipped_services(root, layout)
-    return sorted({name for name in containers if name and name not in known})
+def shipped_services(root: Path, layout: Layout) -> frozenset[str]:
+    """Every service some file of the layout's compose set defines."""
+    return frozenset(service_files(root, layout))
 
 
-def foreign_services_error(project: str, services: Sequence[str]) -> PreflightError:
-    """Why a deploy refuses to run `up --remove-orphans` next to services it does not know."""
+def services_not_ours(
+    containers: Iterable[str],
+    root: Path,
+    layout: Layout,
+    *,
+    target_files: Iterable[str],
+    deployed_files: Iterable[str],
+) -> list[str]:
+    """Services of the project's containers that `up --remove-orphans` with `target_files` would
+    remove although jitsi-ops did not put them there: from an overlay it does not ship
+    (upstream's monitoring, an override file), or from one of its own overlays that it has not
+    deployed on this host (`deployed_files`: the compose files of the last deploy, state.json).
+    A component jitsi-ops deployed and the environment now switches off is not among them:
+    removing its service is what switching it off means."""
+    files = service_files(root, layout)
+    target, deployed = set(target_files), set(deployed_files)
+    return sorted(
+        {
+            name
+            for name in containers
+            if name and not files.get(name, frozenset()) & (target | deployed)
+        }
+    )
+
+
+def foreign_services_error(
+    project: str, services: Sequence[str], root: Path, layout: Layout
+) -> PreflightError:
+    """Why a deploy refuses to run `up --remove-orphans` next to services it did not deploy."""
+    files = service_files(root, layout)
     origins = []
     for name in services:
         overlay = next((f for f, s in UNSHIPPED_OVERLAYS.items() if name in s), None)
-        origins.append(f"{name} (upstream's {overlay})" if overlay else name)
+        if overlay:
+            origins.append(f"{name} (upstream's {overlay})")
+        elif name in files:
+            origins.append(f"{name} ({', '.join(sorted(files[name]))}, not deployed by jitsi-ops)")
+        else:
+            origins.append(name)
     return PreflightError(
-        f"compose project {project!r} runs {', '.join(origins)}, which no compose file of "
-        "jitsi-ops defines: `up --remove-orphans` would remove them; nothing was changed",
-        hint=f"take it out of the project first (`docker compose -p {project} -f FILE down` "
+        f"compose project {project!r} runs {', '.join(origins)}, which jitsi-ops did not "
+        "deploy: `up --remove-orphans` would remove them; nothing was changed",
+        hint="to keep one of jitsi-ops' components, add it to components in deploy.toml; take "
+        f"anything else out of the project first (`docker compose -p {project} -f FILE down` "
         "where you started it, then `up -d` with a project name of its own, joining "
-        f"{project}_meet.jitsi as an external network), or add the component if jitsi-ops ships it",
+        f"{project}_meet.jitsi as an external network)",
     )

@@ -629,7 +629,7 @@ class _Run:
                 stack_dir=bridge.env.deploy.stack_dir,
                 target_refs=planning.target_images(values, files).values(),
             )
-            stack.refuse_foreign_services(bridge.env, current.containers)
+            stack.refuse_foreign_services(bridge.env, current.containers, _deployed_files(current))
             bridge.plan = planning.plan(values, files, current)
             bridge.previous = snapshot(bridge.runner, bridge.env, current)
             self.report.bridge_plans[bridge.host.label] = bridge.plan
@@ -668,7 +668,7 @@ class _Run:
             stack_dir=env.deploy.stack_dir,
             target_refs=planning.target_images(values, target_files).values(),
         )
-        stack.refuse_foreign_services(env, current.containers)
+        stack.refuse_foreign_services(env, current.containers, _deployed_files(current))
         report.plan = planning.plan(values, target_files, current)
         if migration_lines:
             report.plan = report.plan.with_migrations(migration_lines)
@@ -832,6 +832,11 @@ class _Run:
                 if first
                 else report.error
             )
+
+
+def _deployed_files(current: facts.HostFacts) -> tuple[str, ...]:
+    """The compose files of the host's last jitsi-ops deploy (none before the first)."""
+    return current.state.compose_files if current.state else ()
 
 
 def _host_stack_files(runner: Runner, env: Environment) -> dict[str, bytes]:

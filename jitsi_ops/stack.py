@@ -12,9 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from jitsi_ops import commands, facts
-from jitsi_ops.composeset import compose_dir, foreign_services, foreign_services_error, load_yaml
+from jitsi_ops.composeset import (
+    compose_dir,
+    foreign_services_error,
+    load_yaml,
+    services_not_ours,
+)
 from jitsi_ops.environments import compose_names, render_env
 from jitsi_ops.errors import ConfigError
+from jitsi_ops.hoststate import read_state
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment
 from jitsi_ops.versions import Layout
@@ -125,14 +131,24 @@ def upload_stack(env: Environment, runner: Runner) -> tuple[str, ...]:
     return tuple(names)
 
 
-def refuse_foreign_services(env: Environment, containers: Iterable[facts.ContainerInfo]) -> None:
-    """Raise before anything changes when the project runs a service no file of jitsi-ops
-    defines: `up --remove-orphans` would remove it (restore's `down` too), so it has to leave
-    the project first. Services of jitsi-ops' own overlays that are switched off stay orphans
-    to remove: that is what switching a component off means."""
-    foreign = foreign_services((c.service for c in containers), env.root, env.layout)
+def refuse_foreign_services(
+    env: Environment,
+    containers: Iterable[facts.ContainerInfo],
+    deployed_files: Iterable[str] = (),
+) -> None:
+    """Raise before anything changes when the project runs a service jitsi-ops did not deploy
+    and the target set lacks (see composeset.services_not_ours): `up --remove-orphans` would
+    remove it (and restore's `down` too), so it has to leave the project, or be made a
+    component, first. `deployed_files`: the compose files of the host's last deploy."""
+    foreign = services_not_ours(
+        (c.service for c in containers),
+        env.root,
+        env.layout,
+        target_files=target_for(env).files,
+        deployed_files=deployed_files,
+    )
     if foreign:
-        raise foreign_services_error(env.deploy.project, foreign)
+        raise foreign_services_error(env.deploy.project, foreign, env.root, env.layout)
 
 
 def apply(env: Environment, runner: Runner) -> ApplyResult:
@@ -140,7 +156,8 @@ def apply(env: Environment, runner: Runner) -> ApplyResult:
     containers: list[facts.ContainerInfo] = facts.gather(
         runner, facts.project_containers(env.deploy.project)
     )
-    refuse_foreign_services(env, containers)
+    state = read_state(runner, env.deploy.stack_dir)
+    refuse_foreign_services(env, containers, state.compose_files if state else ())
     config = prepare_config_dirs(env, runner)
     uploaded = upload_stack(env, runner)
     runner.run(commands.compose_up(target_for(env)), timeout=600)

@@ -8,6 +8,7 @@ service, so the deploy refuses before anything changes.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +83,41 @@ def test_deploy_refuses_when_a_monitoring_overlay_runs_in_the_project(
     assert changes(runner) == [], changes(runner)
 
 
-def test_a_switched_off_component_is_still_removed(scratch_repo: Path) -> None:
+def deployed_with(runner: RecordingRunner, *files: str) -> RecordingRunner:
+    """The host's state.json as jitsi-ops' last deploy with these compose files wrote it."""
+    state = {"env": "seed", "release": "stable-11146-2", "deploy_id": "seed-1", "time": "t"}
+    runner.files["/srv/handmade/.jitsi-ops/state.json"] = json.dumps(
+        {**state, "project": "handmade", "compose_files": list(files)}
+    ).encode()
+    return runner
+
+
+def test_a_component_jitsi_ops_deployed_and_now_switched_off_is_removed(
+    scratch_repo: Path,
+) -> None:
     env = write_seed_env(scratch_repo)
-    report = pipeline.deploy(env, host_running(*CORE, "jibri"), dry_run=True)
+    runner = deployed_with(host_running(*CORE, "jibri"), "docker-compose.yml", "jibri.yml")
+    report = pipeline.deploy(env, runner, dry_run=True)
     assert report.result == "dry-run", report.error
     assert report.plan is not None
     removed = [c.service for c in report.plan.service_changes if c.action == "remove"]
     assert removed == ["jibri"], report.plan.render_text()
+
+
+@pytest.mark.parametrize("state", [(), ("docker-compose.yml",)])
+def test_a_component_the_operator_started_outside_jitsi_ops_is_kept(
+    scratch_repo: Path, state: tuple[str, ...]
+) -> None:
+    # transcriber.yml is one of jitsi-ops' overlays, but jitsi-ops never deployed it here
+    # (no state.json, or one without the file): the operator runs it by hand.
+    env = write_seed_env(scratch_repo)
+    runner = host_running(*CORE, "transcriber")
+    if state:
+        deployed_with(runner, *state)
+    report = pipeline.deploy(env, runner, dry_run=True)
+    assert report.result == "failed", report.result
+    assert "transcriber (transcriber.yml, not deployed by jitsi-ops)" in report.error, report.error
+    assert "add it to components in deploy.toml" in report.error, report.error
 
 
 def test_apply_task_refuses_before_touching_the_host(scratch_repo: Path) -> None:
