@@ -42,6 +42,10 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Unit and CLI tiers (no Docker, no SSH)."""
     install(session, "test")
+    if testbed_flags(session):
+        # A few unit tests drive real tools (Compose v2, OpenSSH's sftp-server): with
+        # --install-packages they are installed first, so nothing skips on a fresh machine.
+        session.run("python", "-m", "tests.testbed", "packages", *testbed_flags(session))
     session.run("pytest", "tests/unit", "tests/cli", *pytest_args(session))
 
 

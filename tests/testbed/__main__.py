@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .packages import ensure_packages
 from .provision import MAX_EXTRA_HOSTS, provision, status, teardown
 from .system import TestbedError
 
@@ -39,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
         help="leave stand-in containers and images in the engine (a shared dev engine)",
     )
     sub.add_parser("status", help="show what is provisioned and alive (exit 1 if not healthy)")
+    packages = sub.add_parser(
+        "packages", help="check (or install) the system packages only: engine, Compose v2, sshd"
+    )
+    packages.add_argument(
+        "--install-packages",
+        action="store_true",
+        help="apt-install missing packages (root only; implied by CI=true)",
+    )
     return parser
 
 
@@ -64,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 install_packages=args.install_packages,
                 build_images=not args.skip_images,
             )
+        elif args.command == "packages":
+            ensure_packages(args.install_packages, print)
         elif args.command == "down":
             teardown(keep_standins=args.keep_standins)
         else:
