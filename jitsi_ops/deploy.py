@@ -26,9 +26,11 @@ from typing import Any, Literal
 
 from jitsi_ops import backup, commands, facts, hoststate, lint, migrations, stack
 from jitsi_ops import plan as planning
+from jitsi_ops import rollback as undoing
 from jitsi_ops.envfile import parse_env
 from jitsi_ops.environments import rendered_values
 from jitsi_ops.errors import OpsError, PreflightError
+from jitsi_ops.rollback import UP_TIMEOUT, Snapshot
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment, Host, local_user
 from jitsi_ops.verify.model import VerifyReport
@@ -39,7 +41,6 @@ PhaseStatus = Literal["ok", "failed", "skipped"]
 MIN_DOCKER = (20, 10)
 MIN_COMPOSE = (2, 20)
 PULL_TIMEOUT = 900.0
-UP_TIMEOUT = 600.0
 FRONT_SERVICE = "web"  # what users reach: restarted last and alone
 
 
@@ -74,21 +75,36 @@ def default_verifier(
     return run_verify(env, runners, timeout=timeout)
 
 
+RollbackCause = Literal["verification failed", "failed", "interrupted"]
+
+
 @dataclass
 class RollbackResult:
-    """What the automatic rollback did and whether the previous state serves again."""
+    """What the automatic rollback did and whether the previous state serves again.
+
+    `done` says whether every changed host was put back (restored from this deploy's backup
+    where migrations changed CONFIG); `ok` whether the gate then passed on the previous values.
+    """
 
     restored_release: str | None
     verification: VerifyReport | None
     ok: bool
     detail: str = ""
+    cause: RollbackCause = "verification failed"
+    done: bool = False
+    error: str = ""  # why the rollback itself failed, when it did
+    env_files: list[str] = field(default_factory=list)  # env/NAME files put back
 
     def as_dict(self) -> dict[str, Any]:
         """JSON shape."""
         return {
             "restored_release": self.restored_release,
+            "cause": self.cause,
+            "done": self.done,
             "ok": self.ok,
             "detail": self.detail,
+            "error": self.error,
+            "env_files": self.env_files,
             "verification": verification_dict(self.verification),
         }
 
@@ -184,37 +200,14 @@ class Timeline:
             result.seconds = time.monotonic() - started
             self.add(result)
 
+    def last_failed(self) -> str:
+        """The phase a failure or an interrupt just ended (the last one marked failed)."""
+        failed = [p.name for p in self.report.phases if p.status == "failed"]
+        return failed[-1] if failed else "the deploy"
+
     def skip(self, name: str, detail: str) -> None:
         """Record a phase that did not run."""
         self.add(PhaseResult(name, "skipped", 0.0, detail))
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What runs before the change: enough to put it back without the backup archive."""
-
-    files: Mapping[str, bytes]  # .env and compose files of the stack dir
-    image_ids: Mapping[str, str]  # image reference -> image id the containers run
-    release: str | None
-    # The files the running containers were created from (their config_files label), for a
-    # stack jitsi-ops did not render (an adopted one has no COMPOSE_FILE in its .env).
-    running_files: tuple[str, ...] = ()
-
-    @property
-    def compose_names(self) -> list[str]:
-        """The previous compose set, in -f order."""
-        env_text = self.files.get(".env", b"").decode()
-        listed = parse_env(env_text, "host .env").get("COMPOSE_FILE", "") if env_text else ""
-        names = [n.rsplit("/", 1)[-1] for n in listed.split(":") if n]
-        if names:
-            return names
-        if self.running_files:
-            return list(self.running_files)
-        # What `docker compose up` in that directory reads by default: not every overlay an
-        # unpacked release archive holds.
-        default = [n for n in facts.DEFAULT_COMPOSE_FILES if n in self.files][:1]
-        default += [n for n in facts.DEFAULT_OVERRIDE_FILES if n in self.files][:1]
-        return default or sorted(n for n in self.files if n.endswith(".yml"))
 
 
 # --------------------------------------------------------------------------------- phases
@@ -401,7 +394,11 @@ class BackgroundPull:
 
 
 def apply_target(
-    env: Environment, runner: Runner, previous: Snapshot, recreate: Sequence[str] = ()
+    env: Environment,
+    runner: Runner,
+    previous: Snapshot,
+    recreate: Sequence[str] = (),
+    progress: Progress = None,
 ) -> str:
     """Prepare CONFIG, upload the target set, drop compose files no longer used, `up -d`.
 
@@ -410,7 +407,9 @@ def apply_target(
     it) has been replaced, keeping HTTPS down all that time. So the backends come up first,
     then web on its own, then the rest: HTTPS is down only for web's own restart.
     """
+    say = progress or (lambda _message: None)
     config = stack.prepare_config_dirs(env, runner)
+    say("uploading .env and compose files")
     uploaded = stack.upload_stack(env, runner)
     stale = [n for n in previous.files if n.endswith(".yml") and n not in uploaded]
     if stale:
@@ -424,9 +423,11 @@ def apply_target(
         if len(front) > 1:
             steps.append([FRONT_SERVICE])
         for services in steps:
+            say(f"starting {', '.join(services)}")
             runner.run(commands.compose_up_only(target, services), timeout=UP_TIMEOUT)
         if steps:
             detail += "; in order: " + " | ".join(", ".join(step) for step in steps) + " | rest"
+    say("starting the stack (docker compose up -d)")
     runner.run(commands.compose_up(target), timeout=UP_TIMEOUT)
     return detail
 
@@ -435,27 +436,6 @@ def environment_of(env: Environment, env_text: str) -> Environment:
     """The environment as a previous `.env` describes it (to verify what a rollback restored)."""
     values = parse_env(env_text, "previous .env")
     return dataclasses.replace(env, values=MappingProxyType(values))
-
-
-def rollback_to(env: Environment, runner: Runner, previous: Snapshot) -> str:
-    """Put the previous stack files and image references back and converge."""
-    stack_dir = env.deploy.stack_dir
-    if not previous.files:
-        # First deploy: there is nothing to go back to but an empty host.
-        runner.run(commands.compose_down(stack.target_for(env)), timeout=UP_TIMEOUT)
-        return "first deploy: stack removed"
-    current_names = [n for n in stack.stack_files(env) if n.endswith(".yml")]
-    for name, data in previous.files.items():
-        runner.put(data, posixpath.join(stack_dir, name), 0o600 if name == ".env" else 0o644)
-    extra = [n for n in current_names if n not in previous.files]
-    if extra:
-        runner.run(["rm", "-f", "--", *(posixpath.join(stack_dir, n) for n in extra)])
-    # Tags can move; the image ids the old containers ran are what comes back.
-    for ref, image_id in sorted(previous.image_ids.items()):
-        runner.run(["docker", "tag", image_id, ref], check=False)
-    target = commands.ComposeTarget(stack_dir, env.deploy.project, tuple(previous.compose_names))
-    runner.run(commands.compose_up(target), timeout=UP_TIMEOUT)
-    return f"restored {previous.release or 'previous stack'}"
 
 
 def record_state(
@@ -543,12 +523,19 @@ def deploy(
             released = hoststate.release_lock(runner, stack_dir, deploy_id)
             report.lock = "released" if released else "not held"
     except OpsError as exc:
-        report.error = f"{exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
-        if report.result not in ("rolled-back", "rollback-failed"):
-            report.result = "failed"
+        message = f"{exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
+        if report.rollback is None:
+            report.error, report.result = message, "failed"
+        else:  # e.g. the lock could not be released after the rollback: said, not hidden
+            report.error += f"; then: {message}"
     except KeyboardInterrupt:
-        report.error = "interrupted"
-        report.result = "interrupted"
+        if report.rollback is None:
+            # Before the migrate phase: the stack was not touched (the rollback path owns
+            # every interrupt from there on).
+            report.error = f"interrupted during {timeline.last_failed()}"
+            report.result = "interrupted"
+        else:
+            report.error += "; then interrupted"
         if report.lock == "held":
             report.lock = _release_after_interrupt(runner, stack_dir, deploy_id)
     finally:
@@ -576,6 +563,7 @@ class _BridgeRun:
     env: Environment
     plan: planning.Plan | None = None
     previous: Snapshot | None = None
+    backed_up: bool = False  # this deploy's backup exists on the host
 
     @property
     def changes(self) -> bool:
@@ -609,6 +597,10 @@ class _Run:
     edits: list[migrations.FileEdit] = field(default_factory=list)
     bridges: list[_BridgeRun] = field(default_factory=list)
     allow_unknown_release: bool = False
+    # From the migrate phase on the host may differ from the backup (CONFIG included), and the
+    # env/NAME files as they were before the migrate phase rewrote them.
+    migrated: bool = False
+    env_files: undoing.LocalFiles = field(default_factory=undoing.LocalFiles)
 
     def all_runners(self) -> dict[Host, Runner]:
         """Every host's runner, for the verify gate."""
@@ -714,6 +706,7 @@ class _Run:
             backup.prune(
                 bridge.env, bridge.runner, env.deploy.backup.keep, protect=[report.deploy_id]
             )
+            bridge.backed_up = True
             detail += f"; {bridge.host.label}: backed up"
         return detail
 
@@ -726,7 +719,7 @@ class _Run:
             self.report,
             self.timeline,
         )
-        progress, verifier, gate_timeout = self.progress, self.verifier, self.gate_timeout
+        progress = self.progress
         with timeline.phase("preflight") as phase:
             phase.detail = preflight(
                 env, runner, values, allow_unknown_release=self.allow_unknown_release
@@ -760,8 +753,55 @@ class _Run:
             phase.detail = self.backup_hosts(previous, changed_bridges)
         with timeline.phase("pull") as phase:
             phase.detail = pulls.wait()
+        try:
+            self.converge(previous, changed_bridges)
+        except Exception as exc:
+            # Non-OpsError text is not ours to show (it could quote anything): its type only.
+            what = exc.message if isinstance(exc, OpsError) else exc.__class__.__name__
+            hint = f" (hint: {exc.hint})" if isinstance(exc, OpsError) and exc.hint else ""
+            self.rollback(previous, "failed", f"{self.timeline.last_failed()} failed: {what}{hint}")
+            return
+        except KeyboardInterrupt:
+            self.rollback(
+                previous, "interrupted", f"interrupted during {self.timeline.last_failed()}"
+            )
+            return
+        verification = report.verification
+        assert verification is not None  # set by converge
+        if not verification.ok:
+            first = verification.failures[0]
+            self.rollback(
+                previous,
+                "verification failed",
+                f"verification failed ({first.id}: {first.observed})",
+            )
+            return
+        try:
+            with timeline.phase("record") as phase:
+                record_state(env, runner, report.deploy_id, values)
+                for bridge in changed_bridges:
+                    record_state(
+                        bridge.env, bridge.runner, report.deploy_id, rendered_values(bridge.env)
+                    )
+        except OpsError as exc:
+            # Verified and serving: only the record is missing, which a rollback would not fix.
+            raise OpsError(
+                f"{env.release} is deployed and verified, but recording it failed: {exc.message}",
+                hint=exc.hint or "the next deploy rewrites state.json",
+            ) from None
+        report.result = "deployed"
+
+    def converge(self, previous: Snapshot, changed_bridges: list[_BridgeRun]) -> None:
+        """migrate -> apply -> gate: everything that changes the hosts (a failure or Ctrl-C in
+        here is rolled back by the caller)."""
+        env, runner, report, timeline = self.env, self.runner, self.report, self.timeline
+        progress = self.progress
+        main_plan = report.plan
+        assert main_plan is not None  # set in the plan phase
         if self.step is not None and not self.step.empty:
             with timeline.phase("migrate") as phase:
+                self.env_files = undoing.LocalFiles.capture([e.path for e in self.edits])
+                self.migrated = True
                 phase.detail = migrations.run_step(
                     env,
                     runner,
@@ -773,65 +813,107 @@ class _Run:
         else:
             timeline.skip("migrate", "no migrations")
         with timeline.phase("apply") as phase:
-            phase.detail = apply_target(env, runner, previous, main_plan.services_to_recreate)
+            phase.detail = apply_target(
+                env, runner, previous, main_plan.services_to_recreate, progress
+            )
             for bridge in changed_bridges:
                 assert bridge.previous is not None  # snapshot taken in the plan phase
-                apply_target(bridge.env, bridge.runner, bridge.previous)
+                labelled = (
+                    (lambda m, b=bridge: progress(f"{b.host.label}: {m}")) if progress else None
+                )
+                apply_target(bridge.env, bridge.runner, bridge.previous, progress=labelled)
                 phase.detail += f"; {bridge.host.label}: up"
-        gate_env = env
         with timeline.phase("gate") as phase:
-            report.verification = verifier(gate_env, self.all_runners(), gate_timeout)
+            report.verification = self.verifier(env, self.all_runners(), self.gate_timeout)
             phase.detail = _gate_detail(report.verification)
             if not report.verification.ok:
                 phase.status = "failed"
-        if report.verification.ok:
-            with timeline.phase("record") as phase:
-                record_state(env, runner, report.deploy_id, values)
-                for bridge in changed_bridges:
-                    record_state(
-                        bridge.env, bridge.runner, report.deploy_id, rendered_values(bridge.env)
-                    )
-            report.result = "deployed"
-            return
-        self.rollback(previous)
 
-    def rollback(self, previous: Snapshot) -> None:
-        """Put the previous state back, gate it again, and say how it went."""
-        env, runner, report, timeline = self.env, self.runner, self.report, self.timeline
-        verifier, gate_timeout = self.verifier, self.gate_timeout
-        result = RollbackResult(previous.release, None, ok=False)
-        report.rollback = result
-        try:
-            with timeline.phase("rollback") as phase:
-                phase.detail = rollback_to(env, runner, previous)
-                for bridge in self.bridges:
-                    if bridge.changes and bridge.previous is not None:
-                        done = rollback_to(bridge.env, bridge.runner, bridge.previous)
-                        phase.detail += f"; {bridge.host.label}: {done}"
-                result.detail = phase.detail
-            if previous.files:
-                previous_env = environment_of(env, previous.files[".env"].decode())
-                with timeline.phase("rollback-gate") as phase:
-                    result.verification = verifier(previous_env, self.all_runners(), gate_timeout)
-                    phase.detail = _gate_detail(result.verification)
-                    if not result.verification.ok:
-                        phase.status = "failed"
-                result.ok = result.verification.ok
-            else:
-                result.ok = True
-        finally:
-            report.result = "rolled-back" if result.ok else "rollback-failed"
-            first = report.verification.failures[0] if report.verification else None
-            report.error = (
-                f"verification failed ({first.id}: {first.observed}); "
-                + (
-                    "rolled back to " + (previous.release or "the previous stack")
-                    if result.ok
-                    else "ROLLBACK FAILED"
+    def undo_list(self, previous: Snapshot) -> list[undoing.HostUndo]:
+        """Every host this run changed, and how it goes back: from this deploy's backup when
+        the migrate phase ran (CONFIG changed), else from the previous files and images."""
+        backup_id = self.report.backup_id if self.migrated else None
+        hosts = [undoing.HostUndo("", self.env, self.runner, previous, backup_id)]
+        for bridge in self.bridges:
+            if bridge.changes and bridge.previous is not None:
+                hosts.append(
+                    undoing.HostUndo(
+                        bridge.host.label,
+                        bridge.env,
+                        bridge.runner,
+                        bridge.previous,
+                        backup_id if bridge.backed_up else None,
+                    )
                 )
-                if first
-                else report.error
-            )
+        return hosts
+
+    def rollback(self, previous: Snapshot, cause: RollbackCause, error: str) -> None:
+        """Put every changed host (and the env/NAME files) back, gate the previous state, and
+        say truthfully where the hosts are."""
+        env, report, timeline = self.env, self.report, self.timeline
+        result = RollbackResult(previous.release, None, ok=False, cause=cause)
+        report.rollback = result
+        report.error = error
+        report.result = "rollback-failed"
+        if self.progress:
+            self.progress(f"{error}: rolling back")
+        try:
+            with undoing.shielded(), timeline.phase("rollback") as phase:
+                details = []
+                # Local and quick, and right whatever happens on the hosts: the files again
+                # describe the release the backup holds.
+                written = self.env_files.put_back()
+                result.env_files = [str(p.relative_to(env.root)) for p in written]
+                if written:
+                    details.append(f"put back {', '.join(result.env_files)}")
+                failures = []
+                for undo in self.undo_list(previous):
+                    try:
+                        done = undoing.undo_host(undo, self.progress)
+                    except OpsError as exc:
+                        failures.append(f"{undo.label or self.runner.host}: {exc.message}")
+                        done = f"FAILED: {exc.message}"
+                    details.append(f"{undo.label}: {done}" if undo.label else done)
+                phase.detail = "; ".join(details)
+                result.detail = phase.detail
+                if failures:
+                    result.error = "; ".join(failures)
+                    phase.status = "failed"
+                    return
+        except KeyboardInterrupt:
+            result.error = "the rollback was interrupted"
+            return
+        except Exception as exc:
+            result.error = exc.message if isinstance(exc, OpsError) else exc.__class__.__name__
+            return
+        result.done = True
+        self.gate_rollback(previous, result)
+
+    def gate_rollback(self, previous: Snapshot, result: RollbackResult) -> None:
+        """The gate again, on the previous values, after every host was put back."""
+        report = self.report
+        report.result = "rolled-back-unverified"
+        if not previous.files:
+            result.ok = True  # a first deploy: the host is empty again, nothing to verify
+            report.result = "rolled-back"
+            return
+        previous_env = environment_of(self.env, previous.files[".env"].decode())
+        try:
+            with self.timeline.phase("rollback-gate") as phase:
+                result.verification = self.verifier(
+                    previous_env, self.all_runners(), self.gate_timeout
+                )
+                phase.detail = _gate_detail(result.verification)
+                if not result.verification.ok:
+                    phase.status = "failed"
+        except KeyboardInterrupt:
+            result.error = "the verification of the rolled-back stack was interrupted"
+            return
+        except OpsError as exc:
+            result.error = f"the verification of the rolled-back stack failed: {exc.message}"
+            return
+        result.ok = result.verification.ok
+        report.result = "rolled-back" if result.ok else "rolled-back-unverified"
 
 
 def _deployed_files(current: facts.HostFacts) -> tuple[str, ...]:

@@ -46,9 +46,10 @@ from typing import Any
 
 from jitsi_ops import archive, backup, commands, facts, hoststate
 from jitsi_ops import plan as planning
-from jitsi_ops.deploy import UP_TIMEOUT, Verifier, environment_of, verification_dict
+from jitsi_ops.deploy import Verifier, environment_of, verification_dict
 from jitsi_ops.envfile import parse_env
 from jitsi_ops.errors import ConfigError, OpsError, RemoteCommandError
+from jitsi_ops.rollback import UP_TIMEOUT
 from jitsi_ops.runner import Result, Runner
 from jitsi_ops.settings import Environment, local_user
 from jitsi_ops.verify.model import VerifyReport
@@ -459,21 +460,8 @@ def restore(
     workdir = Path(tempfile.mkdtemp(prefix="jitsi-ops-restore-"))  # 0700
     stack_dir = ""
     try:
-        emit(f"downloading backup {backup_id} from {runner.host}")
-        manifest, local = fetch(env, runner, backup_id, workdir)
-        report.release = manifest.release
-        emit(
-            f"checking {manifest.archive_name} against its manifest ({len(manifest.files)} entries)"
-        )
-        check_archive(local, manifest, accepted_roots(env, runner))
-        stack = read_restored_stack(local, manifest)
-        report.compose_files = stack.compose_names
-        stack_dir = backup.stack_dir_of(env, runner)
-        emit(f"checking GNU tar's listing of {manifest.archive_name} on {runner.host}")
-        check_host_archive(
-            runner,
-            backup.archive_path(backup.backup_dir_of(env, runner), backup_id),
-            manifest,
+        manifest, stack, stack_dir = _validated(
+            env, runner, backup_id, workdir, report=report, emit=emit
         )
         report.summary = _summary(env, runner, manifest, stack)
         if not confirm(report.summary):
@@ -514,6 +502,57 @@ def restore(
         shutil.rmtree(workdir, ignore_errors=True)
         # A refusal changed nothing on the host: only the local history records it.
         _audit(env, runner, report, stack_dir if report.started else "")
+    return report
+
+
+def _validated(
+    env: Environment,
+    runner: Runner,
+    backup_id: str,
+    workdir: Path,
+    *,
+    report: RestoreReport,
+    emit: Say,
+) -> tuple[backup.Manifest, RestoredStack, str]:
+    """Download and check the backup (nothing on the host changes): its manifest, the stack it
+    restores and the environment's stack dir on the host."""
+    emit(f"downloading backup {backup_id} from {runner.host}")
+    manifest, local = fetch(env, runner, backup_id, workdir)
+    report.release = manifest.release
+    emit(f"checking {manifest.archive_name} against its manifest ({len(manifest.files)} entries)")
+    check_archive(local, manifest, accepted_roots(env, runner))
+    stack = read_restored_stack(local, manifest)
+    report.compose_files = stack.compose_names
+    stack_dir = backup.stack_dir_of(env, runner)
+    emit(f"checking GNU tar's listing of {manifest.archive_name} on {runner.host}")
+    check_host_archive(
+        runner,
+        backup.archive_path(backup.backup_dir_of(env, runner), backup_id),
+        manifest,
+    )
+    return manifest, stack, stack_dir
+
+
+def restore_held(
+    env: Environment, runner: Runner, backup_id: str, *, say: Say | None = None
+) -> RestoreReport:
+    """Put backup `backup_id` back on a host whose deploy lock the caller already holds (a
+    deploy undoing its own upgrade): validated exactly like `restore`, but without asking,
+    without a safety backup (the backup is the caller's own, taken minutes ago) and without
+    verifying (the caller gates every host at once). Raises OpsError (RestoreRefused before
+    anything stops); report.stopped tells whether the stack was stopped by then."""
+    emit: Say = say or (lambda _line: None)
+    report = RestoreReport(env.name, backup_id, operation_id=hoststate.new_deploy_id(env.name))
+    workdir = Path(tempfile.mkdtemp(prefix="jitsi-ops-restore-"))  # 0700
+    try:
+        manifest, stack, _stack_dir = _validated(
+            env, runner, backup_id, workdir, report=report, emit=emit
+        )
+        report.started = True
+        _apply(env, runner, manifest, stack, report, emit=emit, safety_backup=False)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report.result = "restored"
     return report
 
 

@@ -23,11 +23,12 @@ RESULT_LINES = {
     "deployed": "deployed {to} (verified)",
     "nothing-to-do": "nothing to do: {to} is deployed and unchanged",
     "dry-run": "dry run: nothing was changed",
-    "rolled-back": "FAILED: {to} did not pass verification; rolled back to {frm} (verified)",
-    "rollback-failed": "FAILED: {to} did not pass verification and the rollback did not verify",
     "failed": "FAILED: {error}",
-    "interrupted": "interrupted: {lock}; the stack was not changed after the last phase shown",
+    "interrupted": "interrupted: {lock}",
 }
+# Phases after which the stack is no longer what it was (a failure from the first of them on is
+# rolled back; one after a verified deploy leaves the new release running).
+CHANGING_PHASES = ("migrate", "apply", "gate", "record")
 # What an interrupted run says about the lock: only what it saw (see DeployReport.lock).
 LOCK_LINES = {
     "released": "lock released",
@@ -52,13 +53,38 @@ def _print_plans(report: DeployReport, dry_run: bool) -> None:
 
 
 def _summary(report: DeployReport) -> str:
-    template = RESULT_LINES.get(report.result, "{error}")
+    """One line that says where the hosts are now, truthfully."""
+    frm = report.from_release or "the previous stack"
     lock = LOCK_LINES.get(report.lock, LOCK_LINES["held"]).format(env=report.env)
-    return template.format(
-        to=report.to_release,
-        frm=report.from_release or "the previous stack",
-        error=report.error,
-        lock=lock,
+    rollback = report.rollback
+    if rollback is None:
+        line = RESULT_LINES.get(report.result, "{error}").format(
+            to=report.to_release, error=report.error, lock=lock
+        )
+        changed = any(p.name in CHANGING_PHASES and p.status == "ok" for p in report.phases)
+        if report.result in ("failed", "interrupted") and not changed:
+            line += "; the stack was not changed"
+        return line
+    head = "INTERRUPTED" if rollback.cause == "interrupted" else "FAILED"
+    line = f"{head}: {report.error}; "
+    restore = (
+        f"`invoke restore --env {report.env} --backup {report.backup_id}`"
+        if report.backup_id
+        else "`invoke backups` lists the backups to restore"
+    )
+    files = f"; {', '.join(rollback.env_files)} put back" if rollback.env_files else ""
+    held = f"; {lock}" if report.lock == "held" else ""
+    if report.result == "rolled-back":
+        return line + f"rolled back to {frm} (verified){files}{held}"
+    if report.result == "rolled-back-unverified":
+        return (
+            line + f"rolled back to {frm}{files}, but it did not pass verification"
+            f"{f' ({rollback.error})' if rollback.error else ''}: check `invoke verify --env "
+            f"{report.env}`; the state before this deploy is in {restore}{held}"
+        )
+    return (
+        line + f"ROLLBACK FAILED ({rollback.error or 'unknown'}){files}: the hosts may run a mix "
+        f"of both releases; manual action needed: {restore}{held}"
     )
 
 
