@@ -24,6 +24,7 @@ import posixpath
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,10 +102,60 @@ class HostUndo:
     backup_id: str | None = None
 
 
+# The commands a deploy runs in the stack dir and CONFIG (argv[0] basenames; the Compose plugin
+# is its own process). Anything else that mentions those paths (an editor, `tail -f`) is not ours.
+OWN_COMMANDS = frozenset(
+    {"docker", "docker-compose", "chown", "chmod", "find", "mkdir", "rm", "tar", "xargs"}
+)
+SETTLE_TIMEOUT = 120.0
+
+
+def process_list() -> list[str]:
+    """Every process with its whole command line (procps `ps`, no width limit)."""
+    return ["ps", "-e", "-ww", "-o", "pid=,args="]
+
+
+def busy_with(ps_output: str, paths: Sequence[str]) -> list[str]:
+    """The command lines in `ps -o pid=,args=` output of a deploy's own commands working on or
+    below `paths` (pure)."""
+    roots = [p.rstrip("/") for p in paths if p.strip("/")]
+    found = []
+    for line in ps_output.splitlines():
+        parts = line.split()
+        if len(parts) < 2 or posixpath.basename(parts[1]) not in OWN_COMMANDS:
+            continue
+        if any(t == r or t.startswith(r + "/") for t in parts[2:] for r in roots):
+            found.append(" ".join(parts[1:]))
+    return found
+
+
+def settle(
+    runner: Runner, paths: Sequence[str], timeout: float = SETTLE_TIMEOUT, poll: float = 0.5
+) -> str:
+    """Wait until no command of the interrupted (or timed-out) run still works on `paths` on
+    the host: Ctrl-C ends the local side only, and an orphaned `docker compose up` still
+    recreating containers would race the rollback's own `down`/`up`. Returns "" when the host
+    is quiet, else what still runs (the rollback then goes ahead anyway and its gate judges)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = runner.run(process_list(), check=False)
+        if not listed.ok:
+            return ""  # no procps `ps` there: nothing to wait for that can be seen
+        busy = busy_with(listed.stdout, paths)
+        if not busy:
+            return ""
+        if time.monotonic() > deadline:
+            return f"still running after {timeout:.0f}s: {busy[0][:120]}"
+        time.sleep(poll)
+
+
 def undo_host(undo: HostUndo, say: Say | None = None) -> str:
     """Put one host back; returns a detail line. Raises OpsError when it cannot."""
+    config = stack.resolve_config_dir(undo.env, undo.runner)
+    still = settle(undo.runner, [undo.env.deploy.stack_dir, config])
+    note = f" (an earlier command was {still})" if still else ""
     if undo.backup_id is None:
-        return rollback_to(undo.env, undo.runner, undo.previous)
+        return rollback_to(undo.env, undo.runner, undo.previous) + note
     # restore imports the deploy module (its gate helpers), which imports this one.
     from jitsi_ops import restore  # noqa: PLC0415
 
@@ -117,7 +168,7 @@ def undo_host(undo: HostUndo, say: Say | None = None) -> str:
     )
     detail = f"restored backup {undo.backup_id} ({restored.release or 'release unknown'}"
     detail += f": CONFIG and stack dir, {len(restored.removed)} path(s) removed)"
-    return detail
+    return detail + note
 
 
 # --- the operator's env/NAME files ---------------------------------------------------------------

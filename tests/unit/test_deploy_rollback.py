@@ -336,3 +336,50 @@ def test_every_changed_bridge_host_is_rolled_back_from_its_own_backup(
     assert any(c[0] == "tar" and "--directory=/" in c for c in seed.bridge.calls)
     rollback = next(p for p in report.phases if p.name == "rollback")
     assert "jvb2" in rollback.detail, rollback.detail
+
+
+# --- waiting for what an interrupt left running on the host ----------------------------------------
+
+COMPOSE_UP = (
+    "/usr/libexec/docker/cli-plugins/docker-compose compose --project-directory /srv/handmade "
+    "-p handmade -f /srv/handmade/docker-compose.yml up -d jicofo jvb prosody"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "busy"),
+    [
+        (f"4242 {COMPOSE_UP}", True),
+        ("4243 docker compose --project-directory /srv/handmade -p handmade up -d", True),
+        ("4244 chown -R 1000:1000 -- /srv/cfg/web/keys", True),
+        ("4245 find -P /srv/cfg -mindepth 1 -exec chown -R 1000:1000 -- {} +", True),
+        ("4246 vim /srv/handmade/.env", False),  # the operator's editor is not ours
+        ("4247 docker compose --project-directory /srv/handmade2 -p other up -d", False),
+        ("4248 python3 /app/jvb.py", False),
+        ("4249 sh", False),
+    ],
+)
+def test_busy_with_finds_only_own_commands_on_the_stack_or_config(line: str, busy: bool) -> None:
+    from jitsi_ops import rollback  # noqa: PLC0415
+
+    found = rollback.busy_with(f"  1 /sbin/init\n{line}\n", ["/srv/handmade", "/srv/cfg/"])
+    assert bool(found) == busy, found
+
+
+def test_settle_waits_until_an_orphaned_compose_up_has_ended() -> None:
+    from jitsi_ops import rollback  # noqa: PLC0415
+    from jitsi_ops.runner import RecordingRunner  # noqa: PLC0415
+
+    answers = [f"7 {COMPOSE_UP}\n", f"7 {COMPOSE_UP}\n", "1 /sbin/init\n"]
+
+    class Ps(RecordingRunner):
+        def run(self, argv: Sequence[str], **_kw: Any) -> Result:
+            self.calls.append(tuple(argv))
+            return Result(tuple(argv), 0, answers.pop(0) if answers else "", "")
+
+    runner = Ps()
+    assert rollback.settle(runner, ["/srv/handmade"], poll=0) == ""
+    assert len(runner.calls) == 3, runner.calls
+    answers[:] = [f"7 {COMPOSE_UP}\n"] * 3
+    still = rollback.settle(runner, ["/srv/handmade"], timeout=0, poll=0)
+    assert still.startswith("still running after 0s: ") and "docker-compose" in still, still
