@@ -755,7 +755,7 @@ class _Run:
             phase.detail = pulls.wait()
         try:
             self.converge(previous, changed_bridges)
-        except Exception as exc:
+        except Exception as exc:  # whatever failed (not only OpsError), the hosts go back
             # Non-OpsError text is not ours to show (it could quote anything): its type only.
             what = exc.message if isinstance(exc, OpsError) else exc.__class__.__name__
             hint = f" (hint: {exc.hint})" if isinstance(exc, OpsError) and exc.hint else ""
@@ -849,45 +849,51 @@ class _Run:
 
     def rollback(self, previous: Snapshot, cause: RollbackCause, error: str) -> None:
         """Put every changed host (and the env/NAME files) back, gate the previous state, and
-        say truthfully where the hosts are."""
-        env, report, timeline = self.env, self.report, self.timeline
+        say truthfully where the hosts are. A first Ctrl-C meanwhile is ignored (shielded)."""
         result = RollbackResult(previous.release, None, ok=False, cause=cause)
-        report.rollback = result
-        report.error = error
-        report.result = "rollback-failed"
-        if self.progress:
-            self.progress(f"{error}: rolling back")
-        try:
-            with undoing.shielded(), timeline.phase("rollback") as phase:
-                details = []
-                # Local and quick, and right whatever happens on the hosts: the files again
-                # describe the release the backup holds.
-                written = self.env_files.put_back()
-                result.env_files = [str(p.relative_to(env.root)) for p in written]
-                if written:
-                    details.append(f"put back {', '.join(result.env_files)}")
-                failures = []
-                for undo in self.undo_list(previous):
-                    try:
-                        done = undoing.undo_host(undo, self.progress)
-                    except OpsError as exc:
-                        failures.append(f"{undo.label or self.runner.host}: {exc.message}")
-                        done = f"FAILED: {exc.message}"
-                    details.append(f"{undo.label}: {done}" if undo.label else done)
-                phase.detail = "; ".join(details)
-                result.detail = phase.detail
-                if failures:
-                    result.error = "; ".join(failures)
-                    phase.status = "failed"
-                    return
-        except KeyboardInterrupt:
-            result.error = "the rollback was interrupted"
-            return
-        except Exception as exc:
-            result.error = exc.message if isinstance(exc, OpsError) else exc.__class__.__name__
-            return
-        result.done = True
-        self.gate_rollback(previous, result)
+        self.report.rollback = result
+        self.report.error = error
+        self.report.result = "rollback-failed"  # until every host is back
+        with undoing.shielded():
+            try:
+                if self.progress:
+                    self.progress(f"{error}: rolling back")
+                self.put_back(previous, result)
+            except KeyboardInterrupt:
+                result.error = "the rollback was interrupted"
+                return
+            except Exception as exc:  # whatever it was: reported, the operator takes over
+                result.error = exc.message if isinstance(exc, OpsError) else exc.__class__.__name__
+                return
+            if result.error:
+                return
+            result.done = True
+            self.gate_rollback(previous, result)
+
+    def put_back(self, previous: Snapshot, result: RollbackResult) -> None:
+        """The rollback phase: env/NAME files, then every changed host; a host that cannot be
+        put back is named in result.error (the others are still tried)."""
+        with self.timeline.phase("rollback") as phase:
+            details = []
+            # Local and quick, and right whatever happens on the hosts: the files again
+            # describe the release the backup holds.
+            written = self.env_files.put_back()
+            result.env_files = [str(p.relative_to(self.env.root)) for p in written]
+            if written:
+                details.append(f"put back {', '.join(result.env_files)}")
+            failures = []
+            for undo in self.undo_list(previous):
+                try:
+                    done = undoing.undo_host(undo, self.progress)
+                except OpsError as exc:
+                    failures.append(f"{undo.label or self.runner.host}: {exc.message}")
+                    done = f"FAILED: {exc.message}"
+                details.append(f"{undo.label}: {done}" if undo.label else done)
+            phase.detail = "; ".join(details)
+            result.detail = phase.detail
+            if failures:
+                result.error = "; ".join(failures)
+                phase.status = "failed"
 
     def gate_rollback(self, previous: Snapshot, result: RollbackResult) -> None:
         """The gate again, on the previous values, after every host was put back."""

@@ -383,3 +383,29 @@ def test_settle_waits_until_an_orphaned_compose_up_has_ended() -> None:
     answers[:] = [f"7 {COMPOSE_UP}\n"] * 3
     still = rollback.settle(runner, ["/srv/handmade"], timeout=0, poll=0)
     assert still.startswith("still running after 0s: ") and "docker-compose" in still, still
+
+
+def test_the_first_ctrl_c_during_a_rollback_is_noted_the_second_abandons_it(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import signal  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from jitsi_ops import rollback  # noqa: PLC0415
+
+    steps = []
+
+    def two_interrupts() -> None:
+        with rollback.shielded():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs between bytecodes of this thread
+            steps.append("went on after the first Ctrl-C")
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            steps.append("not reached")
+
+    with pytest.raises(KeyboardInterrupt):
+        two_interrupts()
+    assert steps == ["went on after the first Ctrl-C"], steps
+    assert "press Ctrl-C again to abandon the rollback" in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "handler not restored"
