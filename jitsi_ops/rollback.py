@@ -130,7 +130,11 @@ def busy_with(ps_output: str, paths: Sequence[str]) -> list[str]:
 
 
 def settle(
-    runner: Runner, paths: Sequence[str], timeout: float = SETTLE_TIMEOUT, poll: float = 0.5
+    runner: Runner,
+    paths: Sequence[str],
+    timeout: float = SETTLE_TIMEOUT,
+    poll: float = 0.5,
+    say: Say | None = None,
 ) -> str:
     """Wait until no command of the interrupted (or timed-out) run still works on `paths` on
     the host: Ctrl-C ends the local side only, and an orphaned `docker compose up` still
@@ -146,26 +150,25 @@ def settle(
             return ""
         if time.monotonic() > deadline:
             return f"still running after {timeout:.0f}s: {busy[0][:120]}"
+        if say:
+            say(f"waiting for what was interrupted to end: {busy[0][:100]}")
+            say = None  # once
         time.sleep(poll)
 
 
 def undo_host(undo: HostUndo, say: Say | None = None) -> str:
     """Put one host back; returns a detail line. Raises OpsError when it cannot."""
     config = stack.resolve_config_dir(undo.env, undo.runner)
-    still = settle(undo.runner, [undo.env.deploy.stack_dir, config])
+    prefix = f"{undo.label}: " if undo.label else ""
+    said = (lambda line: say(prefix + line)) if say else None
+    still = settle(undo.runner, [undo.env.deploy.stack_dir, config], say=said)
     note = f" (an earlier command was {still})" if still else ""
     if undo.backup_id is None:
         return rollback_to(undo.env, undo.runner, undo.previous) + note
     # restore imports the deploy module (its gate helpers), which imports this one.
     from jitsi_ops import restore  # noqa: PLC0415
 
-    prefix = f"{undo.label}: " if undo.label else ""
-    restored = restore.restore_held(
-        undo.env,
-        undo.runner,
-        undo.backup_id,
-        say=(lambda line: say(prefix + line)) if say else None,
-    )
+    restored = restore.restore_held(undo.env, undo.runner, undo.backup_id, say=said)
     detail = f"restored backup {undo.backup_id} ({restored.release or 'release unknown'}"
     detail += f": CONFIG and stack dir, {len(restored.removed)} path(s) removed)"
     return detail + note

@@ -180,8 +180,9 @@ def test_compose_up_failure_after_migrate_rolls_back_to_the_old_release(seed: Se
     seed.assert_back(before, result.stdout)
 
 
-def test_ctrl_c_during_apply_rolls_back_to_the_old_release(seed: Seed) -> None:
-    before = seed.state()
+def interrupted_deploy(seed: Seed, *triggers: str) -> tuple[int, str]:
+    """`invoke deploy` as an operator runs it, with SIGINT (what Ctrl-C sends) after the first
+    output line starting with each trigger, in turn; returns (exit code, output)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "invoke", "deploy", "--env", "seed"],
         cwd=seed.repo,
@@ -189,26 +190,47 @@ def test_ctrl_c_during_apply_rolls_back_to_the_old_release(seed: Seed) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    output = ""
+    output, pending = "", list(triggers)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
             output += line
-            # The apply phase's first `up`: containers are being recreated right now.
-            if line.startswith("  ... starting "):
-                time.sleep(0.5)
+            if pending and line.startswith(pending[0]):
+                pending.pop(0)
+                time.sleep(0.5)  # well inside the step: containers are being recreated
                 proc.send_signal(signal.SIGINT)
-                break
-        rest, _ = proc.communicate(timeout=600)
-        output += rest
+        proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
     seed.out.texts.append(output)
-    assert "  ... starting " in output, output
-    assert proc.returncode == 1, output
+    assert not pending, f"never saw {pending[0]!r}:\n{output}"
+    return proc.returncode, output
+
+
+# The apply phase's first `docker compose up` (containers being recreated).
+APPLY_UP = "  ... starting "
+
+
+def test_ctrl_c_during_apply_rolls_back_to_the_old_release(seed: Seed) -> None:
+    before = seed.state()
+    code, output = interrupted_deploy(seed, APPLY_UP)
+    assert code == 1, output
     last = output.strip().splitlines()[-1]
     assert last.startswith("INTERRUPTED: interrupted during apply; "), last
     assert f"rolled back to {LEGACY} (verified)" in last, last
     assert "  migrate " in output and "  rollback " in output, output
+    print(output)
+    seed.assert_back(before, output)
+
+
+def test_a_second_ctrl_c_during_the_rollback_does_not_stop_it(seed: Seed) -> None:
+    before = seed.state()
+    code, output = interrupted_deploy(
+        seed, APPLY_UP, "  ... interrupted during apply: rolling back"
+    )
+    assert code == 1, output
+    assert "press Ctrl-C again to abandon the rollback" in output, output
+    last = output.strip().splitlines()[-1]
+    assert f"rolled back to {LEGACY} (verified)" in last, last
     seed.assert_back(before, output)
