@@ -540,7 +540,7 @@ def restore_held(
     deploy undoing its own upgrade): validated exactly like `restore`, but without asking,
     without a safety backup (the backup is the caller's own, taken minutes ago) and without
     verifying (the caller gates every host at once). Raises OpsError (RestoreRefused before
-    anything stops); report.stopped tells whether the stack was stopped by then."""
+    anything stops)."""
     emit: Say = say or (lambda _line: None)
     report = RestoreReport(env.name, backup_id, operation_id=hoststate.new_deploy_id(env.name))
     workdir = Path(tempfile.mkdtemp(prefix="jitsi-ops-restore-"))  # 0700
