@@ -524,7 +524,10 @@ def deploy(
             report.lock = "released" if released else "not held"
     except OpsError as exc:
         message = f"{exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
-        if report.rollback is None:
+        if report.result == "deployed":  # e.g. the lock could not be released afterwards
+            report.error = f"{env.release} is deployed and verified, but then: {message}"
+            report.result = "failed"
+        elif report.rollback is None:
             report.error, report.result = message, "failed"
         else:  # e.g. the lock could not be released after the rollback: said, not hidden
             report.error += f"; then: {message}"

@@ -409,3 +409,39 @@ def test_the_first_ctrl_c_during_a_rollback_is_noted_the_second_abandons_it(
     assert steps == ["went on after the first Ctrl-C"], steps
     assert "press Ctrl-C again to abandon the rollback" in capfd.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "handler not restored"
+
+
+@as_root
+def test_a_rolled_back_stack_that_fails_verification_says_so(seed: Seed) -> None:
+    from jitsi_ops.verify.model import Outcome  # noqa: PLC0415
+
+    def verifier(env: Environment, *_: Any) -> VerifyReport:
+        failing = Outcome("https", "meet", "main", "HTTPS answers", "fail", "refused", "", 1, 0.1)
+        return VerifyReport(env.name, env.release, (failing,), 0.1, 10.0, "")
+
+    seed.verifier = verifier  # type: ignore[method-assign]
+    seed.main.fault = PORT_TAKEN
+    report = seed.deploy()
+    assert report.result == "rolled-back-unverified", (report.result, report.error)
+    assert report.rollback is not None and report.rollback.done and not report.rollback.ok
+    summary = deploy_tasks._summary(report)
+    assert "rolled back to stable-11031" in summary, summary
+    assert "did not pass verification" in summary and "invoke verify --env seed" in summary
+    assert f"invoke restore --env seed --backup {report.backup_id}" in summary, summary
+
+
+@pytest.mark.parametrize(
+    ("result", "phases", "expected"),
+    [
+        ("failed", [("pull", "failed")], "FAILED: boom; the stack was not changed"),
+        ("interrupted", [("backup", "failed")], "INTERRUPTED (boom); the stack was not changed"),
+        # Deployed and verified, then the record (or the unlock) failed: no "not changed".
+        ("failed", [("apply", "ok"), ("gate", "ok"), ("record", "failed")], "FAILED: boom"),
+    ],
+)
+def test_summary_claims_an_unchanged_stack_only_before_anything_changed(
+    result: str, phases: list[tuple[str, str]], expected: str
+) -> None:
+    report = pipeline.DeployReport("seed", "seed-x", LEGACY, ROOTLESS, result=result, error="boom")
+    report.phases = [pipeline.PhaseResult(name, status, 0.1) for name, status in phases]  # type: ignore[arg-type]
+    assert deploy_tasks._summary(report) == expected
