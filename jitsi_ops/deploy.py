@@ -804,15 +804,15 @@ class _Run:
         if self.step is not None and not self.step.empty:
             with timeline.phase("migrate") as phase:
                 self.env_files = undoing.LocalFiles.capture([e.path for e in self.edits])
+                config_dir = stack.resolve_config_dir(env, runner)
+                written = migrations.write_edits(self.edits)  # local: put back by the rollback
+                # From the first host step on, CONFIG differs from the backup.
                 self.migrated = True
                 phase.detail = migrations.run_step(
-                    env,
-                    runner,
-                    self.step,
-                    stack.resolve_config_dir(env, runner),
-                    self.edits,
-                    progress=progress,
+                    env, runner, self.step, config_dir, (), progress=progress
                 )
+                if written:
+                    phase.detail += f"; rewrote {', '.join(written)}"
         else:
             timeline.skip("migrate", "no migrations")
         with timeline.phase("apply") as phase:

@@ -445,3 +445,32 @@ def test_summary_claims_an_unchanged_stack_only_before_anything_changed(
     report = pipeline.DeployReport("seed", "seed-x", LEGACY, ROOTLESS, result=result, error="boom")
     report.phases = [pipeline.PhaseResult(name, status, 0.1) for name, status in phases]  # type: ignore[arg-type]
     assert deploy_tasks._summary(report) == expected
+
+
+@as_root
+def test_env_file_edited_during_the_deploy_stops_the_migration_before_the_host_changes(
+    seed: Seed,
+) -> None:
+    """The operator edits jitsi.env while the images are pulled: the migrate phase refuses to
+    overwrite it; nothing on the host changed, so no restore (no stop of the stack) runs and
+    the operator's edit stays."""
+    host_before = seed.host_tree()
+    jitsi = seed.env_dir / "jitsi.env"
+    original = seed.main.run
+
+    def edit_while_pulling(argv: Sequence[str], **kw: Any) -> Result:
+        if tuple(argv[:2]) == ("docker", "pull") and b"TZ=" not in jitsi.read_bytes():
+            jitsi.write_bytes(jitsi.read_bytes() + b"TZ=Europe/Berlin\n")
+        return original(argv, **kw)
+
+    seed.main.run = edit_while_pulling  # type: ignore[method-assign]
+    edited_mode = jitsi.stat().st_mode
+    report = seed.deploy()
+    assert report.result == "rolled-back", (report.result, report.error)
+    assert "changed while the deploy was running" in report.error, report.error
+    assert not any(c[0] == "tar" and "--same-owner" in c for c in seed.main.calls)
+    assert not any(c[:2] == ("docker", "compose") and "down" in c for c in seed.main.calls)
+    assert seed.host_tree() == host_before
+    assert (
+        jitsi.read_bytes().endswith(b"TZ=Europe/Berlin\n") and jitsi.stat().st_mode == edited_mode
+    )
