@@ -523,22 +523,9 @@ def deploy(
             released = hoststate.release_lock(runner, stack_dir, deploy_id)
             report.lock = "released" if released else "not held"
     except OpsError as exc:
-        message = f"{exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
-        if report.result == "deployed":  # e.g. the lock could not be released afterwards
-            report.error = f"{env.release} is deployed and verified, but then: {message}"
-            report.result = "failed"
-        elif report.rollback is None:
-            report.error, report.result = message, "failed"
-        else:  # e.g. the lock could not be released after the rollback: said, not hidden
-            report.error += f"; then: {message}"
+        _ended(report, exc.message + (f" (hint: {exc.hint})" if exc.hint else ""), False)
     except KeyboardInterrupt:
-        if report.rollback is None:
-            # Before the migrate phase: the stack was not touched (the rollback path owns
-            # every interrupt from there on).
-            report.error = f"interrupted during {timeline.last_failed()}"
-            report.result = "interrupted"
-        else:
-            report.error += "; then interrupted"
+        _ended(report, f"interrupted during {timeline.last_failed()}", True)
         if report.lock == "held":
             report.lock = _release_after_interrupt(runner, stack_dir, deploy_id)
     finally:
@@ -546,6 +533,20 @@ def deploy(
             # run.env: the migrated environment, whose new secrets must be scrubbed too.
             _record(run.env, runner, report)
     return report
+
+
+def _ended(report: DeployReport, what: str, interrupted: bool) -> None:
+    """How a run that raised ended, without hiding what it had already done."""
+    result = "interrupted" if interrupted else "failed"
+    if report.result == "deployed":  # e.g. while the lock was given back
+        report.error = f"{report.to_release} is deployed and verified, but then: {what}"
+        report.result = result
+    elif report.rollback is None:
+        # Before the migrate phase, the stack untouched: the rollback path owns every failure
+        # and interrupt from there on.
+        report.error, report.result = what, result
+    else:  # e.g. the lock could not be given back after the rollback: said, not hidden
+        report.error += f"; then: {what}"
 
 
 def _release_after_interrupt(runner: Runner, stack_dir: str, deploy_id: str) -> str:

@@ -64,6 +64,8 @@ def _summary(report: DeployReport) -> str:
         changed = any(p.name in CHANGING_PHASES and p.status == "ok" for p in report.phases)
         if report.result in ("failed", "interrupted") and not changed:
             line += "; the stack was not changed"
+        elif report.result == "interrupted":
+            line += f"; {report.error}"
         return line
     head = "INTERRUPTED" if rollback.cause == "interrupted" else "FAILED"
     line = f"{head}: {report.error}; "

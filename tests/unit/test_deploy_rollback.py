@@ -434,7 +434,13 @@ def test_a_rolled_back_stack_that_fails_verification_says_so(seed: Seed) -> None
     ("result", "phases", "expected"),
     [
         ("failed", [("pull", "failed")], "FAILED: boom; the stack was not changed"),
-        ("interrupted", [("backup", "failed")], "INTERRUPTED (boom); the stack was not changed"),
+        (
+            "interrupted",
+            [("backup", "failed")],
+            "interrupted: lock released; the stack was not changed",
+        ),
+        # Ctrl-C while the lock was given back after a verified deploy.
+        ("interrupted", [("apply", "ok"), ("record", "ok")], "interrupted: lock released; boom"),
         # Deployed and verified, then the record (or the unlock) failed: no "not changed".
         ("failed", [("apply", "ok"), ("gate", "ok"), ("record", "failed")], "FAILED: boom"),
     ],
@@ -443,6 +449,7 @@ def test_summary_claims_an_unchanged_stack_only_before_anything_changed(
     result: str, phases: list[tuple[str, str]], expected: str
 ) -> None:
     report = pipeline.DeployReport("seed", "seed-x", LEGACY, ROOTLESS, result=result, error="boom")
+    report.lock = "released"
     report.phases = [pipeline.PhaseResult(name, status, 0.1) for name, status in phases]  # type: ignore[arg-type]
     assert deploy_tasks._summary(report) == expected
 
