@@ -27,12 +27,12 @@ from typing import Any, Literal
 from jitsi_ops import backup, commands, facts, hoststate, lint, migrations, stack
 from jitsi_ops import plan as planning
 from jitsi_ops import rollback as undoing
-from jitsi_ops.envfile import parse_env
+from jitsi_ops.envfile import Entry, parse_env
 from jitsi_ops.environments import rendered_values
 from jitsi_ops.errors import OpsError, PreflightError
 from jitsi_ops.rollback import UP_TIMEOUT, Snapshot
 from jitsi_ops.runner import Runner
-from jitsi_ops.settings import Environment, Host, local_user
+from jitsi_ops.settings import Environment, Host, Layer, local_user
 from jitsi_ops.verify.model import VerifyReport
 from jitsi_ops.verify.suite import verify as run_verify
 from jitsi_ops.versions import NEWEST_KNOWN, newer_than_known
@@ -433,9 +433,15 @@ def apply_target(
 
 
 def environment_of(env: Environment, env_text: str) -> Environment:
-    """The environment as a previous `.env` describes it (to verify what a rollback restored)."""
+    """The environment as a previous `.env` describes it (to verify what a rollback restored).
+
+    Its values are that `.env`'s. A bridge host's view of it (Environment.for_host refolds the
+    layers) is those values with the host's own deploy.toml values on top, and no process
+    overrides: a `JITSI_OPS_*` override of this run is part of what was rolled back."""
     values = parse_env(env_text, "previous .env")
-    return dataclasses.replace(env, values=MappingProxyType(values))
+    entries = tuple(Entry(key, value, literal=True, line=0) for key, value in values.items())
+    layers = (Layer("previous .env", entries), Layer("no process overrides", ()))
+    return dataclasses.replace(env, values=MappingProxyType(values), layers=layers)
 
 
 def record_state(
@@ -924,6 +930,9 @@ class _Run:
             return
         result.ok = result.verification.ok
         report.result = "rolled-back" if result.ok else "rolled-back-unverified"
+        if not result.ok:
+            first = result.verification.failures[0]
+            result.error = f"{first.id} on {first.host}: {first.observed}"
 
 
 def _deployed_files(current: facts.HostFacts) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ JVB1_BACKUPS = JVB1_ROOT / "backups"
 MAIN_STACK = Path(SANDBOX_ROOT) / "stack"
 HOST_SIDE = "10.231.1.1"  # the sandbox's end of jvb1's veth pair
 JVB1_ADDRESS = "10.231.1.2"
+JVB1_NETNS = "jitsiops-h1"  # the testbed's network namespace of jvb1
 TESTBED = REPO_ROOT / ".testbed"
 
 
@@ -196,3 +197,76 @@ def test_failed_gate_rolls_back_the_bridge_host_too(two_hosts: Path) -> None:
     assert after["jvb"][1] == before["jvb"][1], f"jvb1 runs {after['jvb'][1]} after the rollback"
     assert (JVB1_STACK / ".env").read_bytes() == env_before, "jvb1's previous .env is not back"
     assert jicofo_bridges() == 2, "the restored bridges did not rejoin"
+
+
+def hold_port_on_jvb1() -> tuple[subprocess.Popen[str], int]:
+    """A process in jvb1's network namespace listening on a free 127.0.0.1 port there (and
+    only there: the main host's same port stays free); returns it and the port."""
+    holder = subprocess.Popen(
+        [
+            "nsenter",
+            f"--net=/run/netns/{JVB1_NETNS}",
+            "python3",
+            "-c",
+            "import socket, sys, time\n"
+            "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1)\n"
+            "print(s.getsockname()[1], flush=True); time.sleep(900)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    return holder, int(holder.stdout.readline())
+
+
+def test_compose_up_failing_on_the_bridge_rolls_back_both_hosts(two_hosts: Path) -> None:
+    """The main host's apply worked, jvb1's `docker compose up` fails for real (its jvb's REST
+    port is taken on jvb1): both hosts go back to what they ran."""
+    first = deploy(two_hosts, OLD)
+    assert first.returncode == 0, first.stdout + first.stderr
+    bridge_before, main_before = jvb1_containers(), containers_of_main()
+    envs_before = [(JVB1_STACK / ".env").read_bytes(), (MAIN_STACK / ".env").read_bytes()]
+    holder, port = hold_port_on_jvb1()
+    try:
+        failed = run_invoke(
+            "deploy",
+            "--env",
+            "sandbox",
+            env={"JITSI_OPS_JITSI_IMAGE_VERSION": NEW, "JITSI_OPS_JVB_COLIBRI_PORT": str(port)},
+            root=two_hosts,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    output = failed.stdout + failed.stderr
+    for value in secrets():
+        assert value not in output, "a secret value appeared in output"
+    assert failed.returncode == 1, output
+    last = failed.stdout.strip().splitlines()[-1]
+    assert last.startswith("FAILED: apply failed: ") and f":{port}" in last, last
+    assert f"rolled back to {OLD} (verified)" in last, last
+    rollback = next(line for line in output.splitlines() if line.startswith("  rollback "))
+    assert "jvb1: restored" in rollback, rollback
+    after = jvb1_containers()
+    assert after["jvb"][1] == bridge_before["jvb"][1], f"jvb1 runs {after['jvb'][1]}"
+    main_after = containers_of_main()
+    assert {s: i for s, (_, i, _) in main_after.items()} == {
+        s: i for s, (_, i, _) in main_before.items()
+    }, main_after
+    envs_after = [(JVB1_STACK / ".env").read_bytes(), (MAIN_STACK / ".env").read_bytes()]
+    assert envs_after == envs_before, "a previous .env is not back"
+    assert jicofo_bridges() == 2, "the restored bridges did not rejoin"
+
+
+def containers_of_main() -> dict[str, tuple[str, str, str]]:
+    """service -> (id, image, started at) of the project on the sandbox (main) host."""
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    inspected = subprocess.run(
+        ["docker", "inspect", *ids], capture_output=True, text=True, check=True
+    ).stdout
+    return by_service(json.loads(inspected))

@@ -481,3 +481,22 @@ def test_env_file_edited_during_the_deploy_stops_the_migration_before_the_host_c
     assert (
         jitsi.read_bytes().endswith(b"TZ=Europe/Berlin\n") and jitsi.stat().st_mode == edited_mode
     )
+
+
+def test_the_rollback_gate_sees_each_bridge_host_as_it_was(
+    tmp_path: Path, scratch_repo: Path
+) -> None:
+    """The gate after a rollback verifies a bridge host against the previous values with the
+    host's own deploy.toml values on top, not against this run's target or its overrides."""
+    seed = Seed(tmp_path, scratch_repo, bridge=True)
+    env = load_environment("seed", scratch_repo, environ={"JITSI_OPS_JVB_COLIBRI_PORT": "55317"})
+    previous = (seed.stack / ".env").read_text()
+    bridge = env.deploy.bridge_hosts[0]
+    assert env.for_host(bridge).values["JVB_COLIBRI_PORT"] == "55317"  # the target's view
+    was = pipeline.environment_of(env, previous).for_host(bridge).values
+    assert was["JITSI_IMAGE_VERSION"] == LEGACY, was["JITSI_IMAGE_VERSION"]
+    assert "JVB_COLIBRI_PORT" not in was, "this run's override leaked into the rollback gate"
+    assert was["CONFIG"] == str(seed.jvb_root / "cfg"), "the bridge's own values are kept"
+    assert was["JVB_XMPP_SERVER"] == "10.0.0.1"
+    main = pipeline.environment_of(env, previous)
+    assert main.for_host(env.deploy.main_host).values["CONFIG"] == str(seed.config)
