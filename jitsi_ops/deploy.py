@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from jitsi_ops import backup, commands, facts, hoststate, lint, migrations, stack
+from jitsi_ops import guard as guarding
 from jitsi_ops import plan as planning
 from jitsi_ops import rollback as undoing
 from jitsi_ops.envfile import Entry, parse_env
@@ -67,6 +68,7 @@ class PhaseResult:
 PhaseCallback = Callable[[PhaseResult], None]
 Progress = Callable[[str], None] | None
 Verifier = Callable[[Environment, Mapping[Any, Runner], float], VerifyReport]
+Confirm = Callable[["DeployReport"], bool]
 
 
 def default_verifier(
@@ -148,6 +150,9 @@ class DeployReport:
     lock: str = ""
     # media.ice before the change, by host (see verify.mediapath).
     media_before: dict[str, Outcome] = field(default_factory=dict)
+    # The live load the plan phase read, and what the conference guard did (see guard.py).
+    load: guarding.LiveLoad | None = None
+    guard: guarding.GuardRecord | None = None
 
     @property
     def ok(self) -> bool:
@@ -172,6 +177,8 @@ class DeployReport:
             "verification": verification_dict(self.verification),
             "rollback": self.rollback.as_dict() if self.rollback else None,
             "media_before": mediapath.as_dict(self.media_before),
+            "load": self.load.as_dict() if self.load else None,
+            "guard": self.guard.as_dict() if self.guard else None,
         }
 
 
@@ -496,10 +503,15 @@ def deploy(
     bridges: Mapping[Host, Runner] | None = None,
     allow_unknown_release: bool = False,
     media_probe: mediapath.MediaProbe = mediapath.probe_before,
+    guard: guarding.ConferenceGuard | None = None,
+    confirm: Confirm | None = None,
 ) -> DeployReport:
     """Run the pipeline on the main host and the role 'jvb' hosts in `bridges` (every bridge
     host of the environment must be there); never raises for a failed phase (see report.result).
     A release newer than jitsi-ops knows stops it in preflight unless `allow_unknown_release`.
+    `guard` (when given) reads the live load in the plan phase and decides, before anything
+    changes, whether the run may restart what cuts meetings; `confirm` (when given) sees the
+    plan and the load and may stop the run there.
 
     The main host's lock guards the whole environment: every deploy goes through it."""
     deploy_id = hoststate.new_deploy_id(env.name)
@@ -513,6 +525,8 @@ def deploy(
     run.bridges = _bridge_runs(env, bridges or {})
     run.allow_unknown_release = allow_unknown_release
     run.media_probe = media_probe
+    run.guard = guard
+    run.confirm = confirm
     try:
         if dry_run:
             # A dry run only reads: it takes no lock (that would write), it reports one.
@@ -614,6 +628,8 @@ class _Run:
     bridges: list[_BridgeRun] = field(default_factory=list)
     allow_unknown_release: bool = False
     media_probe: mediapath.MediaProbe = mediapath.probe_before
+    guard: guarding.ConferenceGuard | None = None
+    confirm: Confirm | None = None
     # From the migrate phase on the host may differ from the backup (CONFIG included), and the
     # env/NAME files as they were before the migrate phase rewrote them.
     migrated: bool = False
@@ -648,6 +664,36 @@ class _Run:
                 + ("nothing to do" if bridge.plan.nothing_to_do else f"recreate: {recreate}")
             )
         return "".join(f"; {d}" for d in details)
+
+    def observe_load(self) -> str:
+        """The live load into the report (when guarded); a plan detail suffix. Read after the
+        media probe: its conference is expired again by then, so it is not counted."""
+        if self.guard is None:
+            return ""
+        self.report.load = self.guard.observe()
+        return "; " + self.report.load.summary()
+
+    def before_change(self) -> None:
+        """The question on a terminal, then the conference guard: the last steps before the
+        first change; either may stop the run (OpsError), with nothing changed."""
+        if self.confirm is not None and not self.confirm(self.report):
+            raise OpsError("not confirmed: nothing was changed", hint="--yes skips the question")
+        if self.guard is not None:
+            with self.timeline.phase("guard") as phase:
+                self.report.guard = self.guard.check(
+                    self.recreations(), self.report.load, self.progress
+                )
+                phase.detail = self.report.guard.detail()
+
+    def recreations(self) -> dict[str, tuple[str, ...]]:
+        """host label -> the services this run recreates there (what the guard judges)."""
+        main_plan = self.report.plan
+        assert main_plan is not None  # planned
+        found = {self.env.deploy.main_host.label: tuple(main_plan.services_to_recreate)}
+        for bridge in self.bridges:
+            if bridge.plan is not None:
+                found[bridge.host.label] = tuple(bridge.plan.services_to_recreate)
+        return found
 
     def probe_media(self, env: Environment, previous: Snapshot) -> str:
         """media.ice before the change, when something runs; a plan detail suffix."""
@@ -754,7 +800,9 @@ class _Run:
                 )
         with timeline.phase("plan") as phase:
             previous = self.plan_main(phase)
-            phase.detail += self.plan_bridges() + self.probe_media(env, previous)
+            phase.detail += (
+                self.plan_bridges() + self.probe_media(env, previous) + self.observe_load()
+            )
         env, values, main_plan = self.env, self.values, report.plan
         assert main_plan is not None  # set by plan_main
         if report.dry_run:
@@ -766,6 +814,7 @@ class _Run:
                 timeline.skip(name, "nothing to do")
             report.result = "nothing-to-do"
             return
+        self.before_change()
         jobs = [("", runner, sorted(set(main_plan.target_images.values())))]
         for bridge in changed_bridges:
             assert bridge.plan is not None  # planned above
@@ -973,9 +1022,25 @@ def _gate_detail(verification: VerifyReport) -> str:
     return f"{len(verification.failures)} failed, first: {first.id} ({first.observed})"
 
 
+def guard_audit(record: guarding.GuardRecord) -> dict[str, Any]:
+    """The guard's part of an audit line: policy, outcome, wait and the counts a force went
+    over (counts only: no names of meetings or people)."""
+    data: dict[str, Any] = {
+        "policy": record.policy,
+        "outcome": record.outcome,
+        "waited": round(record.waited, 1),
+    }
+    if record.overridden:
+        data["overridden"] = {
+            "conferences": record.overridden[0],
+            "participants": record.overridden[1],
+        }
+    return data
+
+
 def _record(env: Environment, runner: Runner, report: DeployReport) -> None:
     """One audit line on the host and one history line here; never a secret."""
-    record = {
+    record: dict[str, Any] = {
         "action": "deploy",
         "deploy_id": report.deploy_id,
         "env": env.name,
@@ -988,6 +1053,8 @@ def _record(env: Environment, runner: Runner, report: DeployReport) -> None:
         "phases": [p.as_dict() for p in report.phases],
         "error": report.error,
     }
+    if report.guard is not None and report.guard.outcome != "not needed":
+        record["guard"] = guard_audit(report.guard)
     secrets = rendered_values(env)
     # The host may be unreachable; the local history still has the record.
     with contextlib.suppress(OpsError):

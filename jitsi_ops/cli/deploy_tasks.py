@@ -11,13 +11,14 @@ from invoke.tasks import task
 
 from jitsi_ops import commands, hoststate, stack
 from jitsi_ops import deploy as pipeline
+from jitsi_ops import guard as guarding
 from jitsi_ops.cli.common import ENV_HELP, boundary, bridge_hosts, emit_json, load, main_host
 from jitsi_ops.deploy import DeployReport
 from jitsi_ops.errors import OpsError
 from jitsi_ops.facts import gather, project_containers
 from jitsi_ops.output import TaskOutput, strip_terminal_codes
 from jitsi_ops.runner import Runner
-from jitsi_ops.settings import Environment
+from jitsi_ops.settings import Environment, Host
 from jitsi_ops.verify import mediapath
 
 RESULT_LINES = {
@@ -51,6 +52,47 @@ def _print_plans(report: DeployReport, dry_run: bool) -> None:
         if many:
             print(f"{label or 'main host'}:")
         print(plan.render_text(), end="")
+
+
+GUARD_HELP = (
+    "refuse|wait|force: what to do when the deploy would restart prosody, jicofo, web or a "
+    "bridge while meetings are live (default: [guard] policy of deploy.toml, else refuse)"
+)
+MAX_WAIT_HELP = (
+    "how long --guard wait waits for meetings to end, e.g. 900, 15m, 1h (default: [guard] max_wait)"
+)
+
+
+def conference_guard(
+    loaded: Environment,
+    runners: dict[Host, Runner],
+    policy: str = "",
+    max_wait: str = "",
+    action: str = "deploy",
+) -> guarding.ConferenceGuard:
+    """The guard of a task from its flags and deploy.toml's [guard] table."""
+    chosen = guarding.check_policy(policy) if policy else loaded.deploy.guard.policy
+    wait = guarding.parse_duration(max_wait) if max_wait else loaded.deploy.guard.max_wait
+    reader = guarding.LoadReader(loaded, runners)
+    return guarding.ConferenceGuard(chosen, wait, reader.read, action=action)
+
+
+def _print_load(report: DeployReport) -> None:
+    if report.load is not None:
+        print(report.load.summary())
+
+
+def _asker(out: TaskOutput) -> pipeline.Confirm:
+    """The question before the first change, on a terminal: the plan and the load, then y/N."""
+
+    def confirm(report: DeployReport) -> bool:
+        out.clear()
+        _print_plans(report, dry_run=False)
+        _print_load(report)
+        answer = input(f"Deploy {report.to_release} to {report.env} now? [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
+
+    return confirm
 
 
 def _summary(report: DeployReport) -> str:
@@ -100,6 +142,9 @@ def _summary(report: DeployReport) -> str:
         "timeout": "seconds the verification gate may take (default: verify.timeout)",
         "allow_unknown_release": "deploy a release newer than the newest jitsi-ops knows, with "
         "the newest known release's compose set and no migrations for it",
+        "guard": GUARD_HELP,
+        "max_wait": MAX_WAIT_HELP,
+        "yes": "do not ask before changing anything (a run without a terminal never asks)",
     }
 )
 @boundary
@@ -111,6 +156,9 @@ def deploy(
     message: str = "",
     timeout: float = 0.0,
     allow_unknown_release: bool = False,
+    guard: str = "",
+    max_wait: str = "",
+    yes: bool = False,
 ) -> None:
     """Upgrade safely: lock, preflight, plan, backup, pull, apply, verify, roll back on failure."""
     loaded = load(c, env)
@@ -121,6 +169,8 @@ def deploy(
     ):
         where = ", ".join([runner.host, *(f"{b.host} (jvb)" for b in bridges.values())])
         out.line(f"deploy {loaded.name} -> {loaded.release} on {where}")
+        runners: dict[Host, Runner] = {loaded.deploy.main_host: runner, **bridges}
+        ask = not (yes or json or dry_run) and sys.stdin.isatty() and sys.stdout.isatty()
         report = pipeline.deploy(
             loaded,
             runner,
@@ -131,11 +181,15 @@ def deploy(
             progress=None if json else out.progress,
             bridges=bridges,
             allow_unknown_release=allow_unknown_release,
+            guard=conference_guard(loaded, runners, guard, max_wait),
+            confirm=_asker(out) if ask else None,
         )
     if json:
         emit_json(report.as_dict())
     else:
         _print_plans(report, dry_run)
+        if dry_run:
+            _print_load(report)
         print(_summary(report))
     if not report.ok:
         raise Exit(code=1)
@@ -147,7 +201,14 @@ def plan(c: Context, env: str = "", json: bool = False) -> None:
     """Show what a deploy would change (masked .env diff, files, images, recreations)."""
     loaded = load(c, env)
     with main_host(loaded) as runner, bridge_hosts(loaded) as bridges:
-        report = pipeline.deploy(loaded, runner, dry_run=True, bridges=bridges)
+        runners: dict[Host, Runner] = {loaded.deploy.main_host: runner, **bridges}
+        report = pipeline.deploy(
+            loaded,
+            runner,
+            dry_run=True,
+            bridges=bridges,
+            guard=conference_guard(loaded, runners),
+        )
     if report.plan is None:
         raise OpsError(report.error or "could not compute a plan", hint="see the error above")
     if json:
@@ -155,9 +216,11 @@ def plan(c: Context, env: str = "", json: bool = False) -> None:
         if report.bridge_plans:
             data["bridge_plans"] = {k: p.as_dict() for k, p in report.bridge_plans.items()}
         data["media_before"] = mediapath.as_dict(report.media_before)
+        data["load"] = report.load.as_dict() if report.load else None
         emit_json(data)
     else:
         _print_plans(report, dry_run=True)
+        _print_load(report)
         if report.media_before:  # probed only when something runs
             print(mediapath.summary(report.media_before))
 
