@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import posixpath
 import socket
 import threading
@@ -69,6 +70,22 @@ PhaseCallback = Callable[[PhaseResult], None]
 Progress = Callable[[str], None] | None
 Verifier = Callable[[Environment, Mapping[Any, Runner], float], VerifyReport]
 Confirm = Callable[["DeployReport"], bool]
+
+
+@dataclass(frozen=True)
+class BridgeStep:
+    """One bridge host's part of a rolling upgrade: `apply()` changes it (and returns the apply
+    detail); the roll (fleet.RollingUpgrade) drains it around that and gates it after."""
+
+    label: str
+    host: Host
+    runner: Runner
+    env: Environment  # the host's view (its JVB_COLIBRI_PORT)
+    gate_env: Environment  # the environment the gate verifies
+    apply: Callable[[], str]
+
+
+Roll = Callable[[Sequence[BridgeStep], Progress], str]
 
 
 def default_verifier(
@@ -153,6 +170,10 @@ class DeployReport:
     # The live load the plan phase read, and what the conference guard did (see guard.py).
     load: guarding.LiveLoad | None = None
     guard: guarding.GuardRecord | None = None
+    # host label -> the release it runs when the run ended (None: unknown, e.g. a failed
+    # rollback), and what a rolling upgrade did, step by step (fleet.RollEvent.as_dict()).
+    releases: dict[str, str | None] = field(default_factory=dict)
+    roll: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -179,6 +200,8 @@ class DeployReport:
             "media_before": mediapath.as_dict(self.media_before),
             "load": self.load.as_dict() if self.load else None,
             "guard": self.guard.as_dict() if self.guard else None,
+            "releases": self.releases,
+            "roll": self.roll,
         }
 
 
@@ -505,13 +528,15 @@ def deploy(
     media_probe: mediapath.MediaProbe = mediapath.probe_before,
     guard: guarding.ConferenceGuard | None = None,
     confirm: Confirm | None = None,
+    roll: Roll | None = None,
 ) -> DeployReport:
     """Run the pipeline on the main host and the role 'jvb' hosts in `bridges` (every bridge
     host of the environment must be there); never raises for a failed phase (see report.result).
     A release newer than jitsi-ops knows stops it in preflight unless `allow_unknown_release`.
     `guard` (when given) reads the live load in the plan phase and decides, before anything
     changes, whether the run may restart what cuts meetings; `confirm` (when given) sees the
-    plan and the load and may stop the run there.
+    plan and the load and may stop the run there. `roll` (when given) upgrades the changed
+    bridge hosts after the main host, one drained step each, instead of all at once.
 
     The main host's lock guards the whole environment: every deploy goes through it."""
     deploy_id = hoststate.new_deploy_id(env.name)
@@ -527,6 +552,7 @@ def deploy(
     run.media_probe = media_probe
     run.guard = guard
     run.confirm = confirm
+    run.roll = roll
     try:
         if dry_run:
             # A dry run only reads: it takes no lock (that would write), it reports one.
@@ -555,6 +581,7 @@ def deploy(
         if report.lock == "held":
             report.lock = _release_after_interrupt(runner, stack_dir, deploy_id)
     finally:
+        report.releases = run.releases()
         if not dry_run:
             # run.env: the migrated environment, whose new secrets must be scrubbed too.
             _record(run.env, runner, report)
@@ -594,6 +621,7 @@ class _BridgeRun:
     plan: planning.Plan | None = None
     previous: Snapshot | None = None
     backed_up: bool = False  # this deploy's backup exists on the host
+    applied: bool = False  # this run began changing the host (a rollback puts it back)
 
     @property
     def changes(self) -> bool:
@@ -630,6 +658,7 @@ class _Run:
     media_probe: mediapath.MediaProbe = mediapath.probe_before
     guard: guarding.ConferenceGuard | None = None
     confirm: Confirm | None = None
+    roll: Roll | None = None
     # From the migrate phase on the host may differ from the backup (CONFIG included), and the
     # env/NAME files as they were before the migrate phase rewrote them.
     migrated: bool = False
@@ -889,13 +918,26 @@ class _Run:
             phase.detail = apply_target(
                 env, runner, previous, main_plan.services_to_recreate, progress
             )
-            for bridge in changed_bridges:
-                assert bridge.previous is not None  # snapshot taken in the plan phase
-                labelled = (
-                    (lambda m, b=bridge: progress(f"{b.host.label}: {m}")) if progress else None
-                )
-                apply_target(bridge.env, bridge.runner, bridge.previous, progress=labelled)
-                phase.detail += f"; {bridge.host.label}: up"
+            if self.roll is None:
+                for bridge in changed_bridges:
+                    self.apply_bridge(bridge)
+                    phase.detail += f"; {bridge.host.label}: up"
+            elif changed_bridges:
+                phase.detail += "; bridge hosts next, one drained step each"
+        if self.roll is not None and changed_bridges:
+            with timeline.phase("roll") as phase:
+                steps = [
+                    BridgeStep(
+                        b.host.label,
+                        b.host,
+                        b.runner,
+                        b.env,
+                        env,
+                        functools.partial(self.apply_bridge, b),
+                    )
+                    for b in changed_bridges
+                ]
+                phase.detail = self.roll(steps, progress)
         with timeline.phase("gate") as phase:
             report.verification = self.verifier(env, self.all_runners(), self.gate_timeout)
             phase.detail = _gate_detail(report.verification) + mediapath.gate_note(
@@ -904,13 +946,41 @@ class _Run:
             if not report.verification.ok:
                 phase.status = "failed"
 
+    def releases(self) -> dict[str, str | None]:
+        """host label -> the release it runs now, as far as this run knows."""
+        report = self.report
+        main_label = self.env.deploy.main_host.label
+        if report.result == "rollback-failed":
+            return dict.fromkeys([main_label, *(b.host.label for b in self.bridges)])
+        deployed = report.result in ("deployed", "nothing-to-do") or (
+            report.result in ("failed", "interrupted")
+            and report.verification is not None
+            and report.verification.ok
+            and report.rollback is None
+        )
+        found = {main_label: report.to_release if deployed else report.from_release}
+        for bridge in self.bridges:
+            before = bridge.previous.release if bridge.previous else None
+            found[bridge.host.label] = report.to_release if deployed else before
+        return found
+
+    def apply_bridge(self, bridge: _BridgeRun) -> str:
+        """apply_target on one bridge host (marked changed first: a failure mid-way is rolled
+        back too)."""
+        assert bridge.previous is not None  # snapshot taken in the plan phase
+        progress = self.progress
+        labelled = (lambda m: progress(f"{bridge.host.label}: {m}")) if progress else None
+        bridge.applied = True
+        return apply_target(bridge.env, bridge.runner, bridge.previous, progress=labelled)
+
     def undo_list(self, previous: Snapshot) -> list[undoing.HostUndo]:
         """Every host this run changed, and how it goes back: from this deploy's backup when
         the migrate phase ran (CONFIG changed), else from the previous files and images."""
         backup_id = self.report.backup_id if self.migrated else None
         hosts = [undoing.HostUndo("", self.env, self.runner, previous, backup_id)]
         for bridge in self.bridges:
-            if bridge.changes and bridge.previous is not None:
+            # A bridge the roll never reached still runs the previous release: left alone.
+            if bridge.applied and bridge.previous is not None:
                 hosts.append(
                     undoing.HostUndo(
                         bridge.host.label,

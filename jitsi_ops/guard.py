@@ -93,12 +93,17 @@ class LiveLoad:
         return (self.jicofo is not None and self.jicofo.known) or any(b.known for b in self.bridges)
 
     def total(self) -> tuple[int, int]:
-        """(conferences, participants) of the environment: jicofo's when it answered (it counts
-        each meeting once, whatever bridges it spans), else the bridges' sum."""
-        if self.jicofo is not None and self.jicofo.known:
-            return self.jicofo.conferences, self.jicofo.participants
+        """(conferences, participants) of the environment: the larger of jicofo's count and
+        the bridges' sum, each. jicofo counts a meeting once whatever bridges it spans (the sum
+        counts it per bridge) and counts peer-to-peer ones no bridge sees, but it does not see a
+        conference created on a bridge directly (colibri2): the larger errs on the safe side."""
         known = [b for b in self.bridges if b.known]
-        return sum(b.conferences for b in known), sum(b.participants for b in known)
+        conferences = sum(b.conferences for b in known)
+        participants = sum(b.participants for b in known)
+        if self.jicofo is not None and self.jicofo.known:
+            conferences = max(conferences, self.jicofo.conferences)
+            participants = max(participants, self.jicofo.participants)
+        return conferences, participants
 
     def affected(self, disruptive: Mapping[str, Sequence[str]]) -> tuple[int, int]:
         """(conferences, participants) the disruptive steps would cut: everything when a

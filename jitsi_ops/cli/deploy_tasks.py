@@ -9,7 +9,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from jitsi_ops import commands, hoststate, stack
+from jitsi_ops import commands, fleet, hoststate, stack
 from jitsi_ops import deploy as pipeline
 from jitsi_ops import guard as guarding
 from jitsi_ops.cli.common import ENV_HELP, boundary, bridge_hosts, emit_json, load, main_host
@@ -95,6 +95,12 @@ def _asker(out: TaskOutput) -> pipeline.Confirm:
     return confirm
 
 
+def _releases_line(report: DeployReport) -> str:
+    """`releases now: meet stable-11146-2, jvb1 stable-11146-1` (which host runs what)."""
+    parts = [f"{host} {release or 'unknown'}" for host, release in report.releases.items()]
+    return "releases now: " + ", ".join(parts)
+
+
 def _summary(report: DeployReport) -> str:
     """One line that says where the hosts are now, truthfully."""
     frm = report.from_release or "the previous stack"
@@ -171,6 +177,19 @@ def deploy(
         out.line(f"deploy {loaded.name} -> {loaded.release} on {where}")
         runners: dict[Host, Runner] = {loaded.deploy.main_host: runner, **bridges}
         ask = not (yes or json or dry_run) and sys.stdin.isatty() and sys.stdout.isatty()
+        conference = conference_guard(loaded, runners, guard, max_wait)
+        roller = (
+            fleet.RollingUpgrade(
+                loaded,
+                (loaded.deploy.main_host, runner),
+                conference.policy,
+                conference.max_wait,
+                timeout if timeout > 0 else loaded.deploy.verify.timeout,
+                batch=loaded.deploy.rolling.batch,
+            )
+            if bridges
+            else None
+        )
         report = pipeline.deploy(
             loaded,
             runner,
@@ -181,15 +200,20 @@ def deploy(
             progress=None if json else out.progress,
             bridges=bridges,
             allow_unknown_release=allow_unknown_release,
-            guard=conference_guard(loaded, runners, guard, max_wait),
+            guard=conference,
             confirm=_asker(out) if ask else None,
+            roll=roller,
         )
+        if roller is not None:
+            report.roll = [event.as_dict() for event in roller.events]
     if json:
         emit_json(report.as_dict())
     else:
         _print_plans(report, dry_run)
         if dry_run:
             _print_load(report)
+        if bridges and not dry_run and report.result != "nothing-to-do":
+            print(_releases_line(report))
         print(_summary(report))
     if not report.ok:
         raise Exit(code=1)

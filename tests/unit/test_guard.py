@@ -135,7 +135,7 @@ def test_the_reader_asks_jicofo_and_every_bridge_on_its_own_port(tmp_path: Path)
         ("meet", 8080, "GET", "/colibri/stats"),
         ("jvb1", 8090, "GET", "/colibri/stats"),
     ]
-    assert load.total() == (4, 15), "jicofo's totals count each meeting once"
+    assert load.total() == (4, 15), "jicofo's totals (they equal the bridges' sum here)"
     assert load.affected({"jvb1": ("jvb",)}) == (3, 11), "a bridge alone: its own meetings"
     assert load.affected({"meet": ("web",), "jvb1": ("jvb",)}) == (4, 15)
     assert load.lines() == [
@@ -143,6 +143,18 @@ def test_the_reader_asks_jicofo_and_every_bridge_on_its_own_port(tmp_path: Path)
         "meet jvb: 1 conference(s), 4 participant(s)",
         "jvb1 jvb: 3 conference(s), 11 participant(s)",
     ]
+
+
+def test_the_total_is_the_larger_of_jicofos_count_and_the_bridges_sum() -> None:
+    spanning = LiveLoad(  # one meeting on two bridges (jicofo counts it once)
+        HostLoad("meet", "jicofo", 1, 6),
+        (HostLoad("meet", "jvb", 1, 3), HostLoad("jvb1", "jvb", 1, 3)),
+    )
+    assert spanning.total() == (2, 6)
+    direct = LiveLoad(  # a conference made on the bridge through colibri2: jicofo never sees it
+        HostLoad("meet", "jicofo", 0, 0), (HostLoad("jvb1", "jvb", 1, 1),)
+    )
+    assert direct.total() == (1, 1)
 
 
 def test_unreadable_sources_say_why_and_the_bridges_sum_stands_in_for_jicofo(

@@ -13,8 +13,10 @@ Contract kept from the real image (docker-jitsi-meet stable-11146-2):
   only with both ``COLIBRI_REST_ENABLED`` and ``SHUTDOWN_REST_ENABLED`` (leaves the brewery and
   exits 0, there are never conferences to wait for);
 - colibri2 REST (``/colibri/v2/conferences``, only with ``COLIBRI_REST_ENABLED``): conferences
-  with ICE-UDP endpoints in the colibri2 JSON format, counted in ``/colibri/stats``
-  (see colibri.py);
+  with ICE-UDP endpoints in the colibri2 JSON format, kept until expired (tests hold a "live
+  meeting" with one), counted in ``/colibri/stats`` and in the brewery presence;
+- drain (on by default, no ``COLIBRI_REST_ENABLED`` needed): ``GET /colibri/drain``,
+  ``POST /colibri/drain/enable|disable``; reported in ``/colibri/stats`` and the presence;
 - UDP on ``JVB_PORT`` (10000): answers STUN Binding Requests with valid ICE short-term
   credentials of a live endpoint (Binding Success with XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY,
   FINGERPRINT) and drops every other datagram silently, like the real bridge.
@@ -151,7 +153,12 @@ class Bridge:
         if path == COLIBRI2_PREFIX or path.startswith(COLIBRI2_PREFIX + "/"):
             if not self.colibri_rest:
                 return Response.text("Not Found\n", 404)
-            return self.colibri.handle(method, path, body)
+            response = self.colibri.handle(method, path, body)
+            if method != "GET":
+                # The real bridge re-sends its stats to the brewery every few seconds; at once
+                # here, so jicofo's /stats counts a conference as soon as it exists.
+                self.session.send_presence_update()
+            return response
         if path == "/about/health":
             return Response(200 if self.healthy else 500)
         if path == "/about/version":
