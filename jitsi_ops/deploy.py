@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from jitsi_ops import backup, commands, facts, hoststate, lint, migrations, stack
 from jitsi_ops import guard as guarding
@@ -85,7 +85,16 @@ class BridgeStep:
     apply: Callable[[], str]
 
 
-Roll = Callable[[Sequence[BridgeStep], Progress], str]
+class Roll(Protocol):
+    """Upgrades the bridge hosts' steps (fleet.RollingUpgrade), raising at the first failure."""
+
+    def __call__(self, steps: Sequence[BridgeStep], progress: Progress) -> str:
+        """Run the steps; a one-line detail."""
+        ...
+
+    def journal(self) -> list[dict[str, Any]]:
+        """What it did so far, step by step (for the report and the audit line)."""
+        ...
 
 
 def default_verifier(
@@ -937,7 +946,10 @@ class _Run:
                     )
                     for b in changed_bridges
                 ]
-                phase.detail = self.roll(steps, progress)
+                try:
+                    phase.detail = self.roll(steps, progress)
+                finally:
+                    report.roll = self.roll.journal()
         with timeline.phase("gate") as phase:
             report.verification = self.verifier(env, self.all_runners(), self.gate_timeout)
             phase.detail = _gate_detail(report.verification) + mediapath.gate_note(
@@ -1123,6 +1135,8 @@ def _record(env: Environment, runner: Runner, report: DeployReport) -> None:
         "phases": [p.as_dict() for p in report.phases],
         "error": report.error,
     }
+    if report.roll:
+        record["roll"] = report.roll
     if report.guard is not None and report.guard.outcome != "not needed":
         record["guard"] = guard_audit(report.guard)
     secrets = rendered_values(env)

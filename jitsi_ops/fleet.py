@@ -110,6 +110,10 @@ class RollingUpgrade:
     events: list[RollEvent] = field(default_factory=list)
     _started: float = 0.0
 
+    def journal(self) -> list[dict[str, Any]]:
+        """The events so far, as JSON."""
+        return [event.as_dict() for event in self.events]
+
     def note(self, host: str, what: str, detail: str) -> None:
         """Record one event."""
         self.events.append(RollEvent(host, what, self.clock() - self._started, detail))

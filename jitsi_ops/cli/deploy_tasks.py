@@ -204,8 +204,6 @@ def deploy(
             confirm=_asker(out) if ask else None,
             roll=roller,
         )
-        if roller is not None:
-            report.roll = [event.as_dict() for event in roller.events]
     if json:
         emit_json(report.as_dict())
     else:
