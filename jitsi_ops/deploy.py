@@ -83,6 +83,7 @@ class BridgeStep:
     env: Environment  # the host's view (its JVB_COLIBRI_PORT)
     gate_env: Environment  # the environment the gate verifies
     apply: Callable[[], str]
+    running: bool = True  # a bridge runs there now (else there is nothing to drain)
 
 
 class Roll(Protocol):
@@ -943,6 +944,7 @@ class _Run:
                         b.env,
                         env,
                         functools.partial(self.apply_bridge, b),
+                        running=bool(b.previous and b.previous.image_ids),
                     )
                     for b in changed_bridges
                 ]

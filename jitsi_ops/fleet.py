@@ -133,11 +133,13 @@ class RollingUpgrade:
         for start in range(0, len(steps), self.batch):
             batch = steps[start : start + self.batch]
             with contextlib.ExitStack() as stack:
-                for step in batch:
+                # A host with no bridge running yet (its first deploy) has nothing to drain.
+                live = [step for step in batch if step.running]
+                for step in live:
                     say(f"{step.label}: drain on ({start + 1}/{len(steps)})")
                     rest = bridge_rest.BridgeRest(self.request(step))
                     stack.enter_context(drained(rest, step.label, self.note))
-                for step in batch:
+                for step in live:
                     self.wait_drained(step, say)
                 for step in batch:
                     self.apply_and_gate(step, say)

@@ -196,6 +196,17 @@ def test_meetings_that_outlast_max_wait_stop_the_roll_unless_forced(env: Environ
     assert next(e.detail for e in roll.events if e.what == "drained").startswith("forced: still")
 
 
+def test_a_first_deploy_of_a_bridge_host_has_nothing_to_drain(env: Environment) -> None:
+    bridges = Bridges(refuse_enable=True)  # nothing answers there yet
+    first = [
+        pipeline.BridgeStep(s.label, s.host, s.runner, env, env, s.apply, running=False)
+        for s in steps(env, bridges, ["jvb1"], {})
+    ]
+    bridges.drain["jvb1"] = False
+    roller(env, bridges, Gate(bridges))(first, None)
+    assert bridges.journal == ["jvb1 apply (drain off)", "jvb1 gate"], bridges.journal
+
+
 def test_a_bridge_that_refuses_drain_is_not_upgraded(env: Environment) -> None:
     bridges = Bridges(refuse_enable=True)
     with pytest.raises(Exception, match="jvb1: drain could not be enabled"):
