@@ -249,10 +249,16 @@ def print_backup_table(
     entries = [(info, host) for host, _d, found in listed for info in found]
     entries.sort(key=lambda e: order[e[1]])
     # Stable: within one id the hosts stay in deploy.toml order.
-    # By the id's time (the set's), not the manifest's: one host's part is written later.
-    entries.sort(
-        key=lambda e: (backups_mod.deploy_id_time(e[0].id) or e[0].time, e[0].id), reverse=True
-    )
+    # By the id's time (the set's; one host's part is written later than another's), ties
+    # within its second broken by the main host's manifest time, as its own listing orders them.
+    main_time = {info.id: info.time for info in listed[0][2]}
+
+    def newest_first(entry: tuple[backups_mod.BackupInfo, Host]) -> tuple[Any, ...]:
+        info = entry[0]
+        stamp = main_time.get(info.id, info.time)
+        return (backups_mod.deploy_id_time(info.id) or stamp, stamp, info.id)
+
+    entries.sort(key=newest_first, reverse=True)
     for host, directory, found in listed:
         if not found:
             print(f"no backups in {directory} on {host.label}")
