@@ -17,17 +17,32 @@ import secrets
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from jitsi_ops.errors import OpsError
-from jitsi_ops.verify.hostside import HttpAnswer
 
 CONFERENCES_PATH = "/colibri/v2/conferences"
 STATS_PATH = "/colibri/stats"
 PROBE_PREFIX = "jitsi-ops-probe-"
 ICE_UDP_NS = "urn:xmpp:jingle:transports:ice-udp:1"
 
-Request = Callable[[str, str, bytes | None], HttpAnswer]
+
+class Answer(Protocol):
+    """An HTTP answer (verify.hostside.HttpAnswer is one)."""
+
+    @property
+    def status(self) -> int:
+        """HTTP status."""
+        ...
+
+    @property
+    def body(self) -> str:
+        """Decoded body."""
+        ...
+
+
+# (method, path, JSON body or None) -> answer; verify sends it through the host's SSH connection.
+Request = Callable[[str, str, bytes | None], Answer]
 
 
 class BridgeRestError(OpsError):

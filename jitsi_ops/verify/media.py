@@ -361,6 +361,8 @@ def media_ice(facts: Facts, host: Host) -> CheckResult:
                     hint=ENABLE_HINT,
                 )
             raise
+        except OpsError as exc:  # no way to reach the REST at all: waiting cannot help
+            return failed(exc.message, exc.hint, final=True)
         outcome = stun_probe(transport)
         expected = expected_addresses(facts, host)
         result = diagnose(transport, outcome, expected, where=host.label)

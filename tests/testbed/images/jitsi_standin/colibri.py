@@ -142,7 +142,9 @@ class Colibri:
         conference = self.conferences.get(meeting_id)
         if request.get("create") is True:
             if conference is not None:
-                return Response.text("Failed to create conference: Conference already exists\n", 400)
+                return Response.text(
+                    "Failed to create conference: Conference already exists\n", 400
+                )
             conference = Conference(meeting_id, str(request.get("name", "")))
             self.conferences[meeting_id] = conference
             self.log(f"conference {conference.name or meeting_id} created")
@@ -170,8 +172,16 @@ class Colibri:
         if answered:
             answer["endpoints"] = answered
             answer["sources"] = [
-                {"type": "audio", "id": "jvb-a0", "sources": [{"ssrc": 411312308, "name": "jvb-a0"}]},
-                {"type": "video", "id": "jvb-v0", "sources": [{"ssrc": 3929652146, "name": "jvb-v0"}]},
+                {
+                    "type": "audio",
+                    "id": "jvb-a0",
+                    "sources": [{"ssrc": 411312308, "name": "jvb-a0"}],
+                },
+                {
+                    "type": "video",
+                    "id": "jvb-v0",
+                    "sources": [{"ssrc": 3929652146, "name": "jvb-v0"}],
+                },
             ]
         return Response.json(answer)
 
