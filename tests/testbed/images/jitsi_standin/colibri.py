@@ -105,7 +105,7 @@ class Colibri:
 
     # ---- REST ------------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, body: bytes) -> Response:
+    def handle(self, method: str, path: str, body: bytes) -> Response:  # noqa: PLR0911
         """``/colibri/v2/conferences[/{meetingId}]``."""
         meeting_id = path[len(PREFIX) :].strip("/")
         if method == "GET":
@@ -136,7 +136,7 @@ class Colibri:
             return Response.text("Bad Request\n", 400)
         return request
 
-    def _modify(self, request: dict[str, Any], meeting_id: str) -> Response:
+    def _modify(self, request: dict[str, Any], meeting_id: str) -> Response:  # noqa: PLR0911
         if not meeting_id:
             return Response.text("Failed to parse ConferenceModify JSON: no meeting-id\n", 400)
         conference = self.conferences.get(meeting_id)
