@@ -21,6 +21,7 @@ What is ours is the sequence and the diagnosis of a failure.
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import secrets
 import select
 import socket
@@ -40,6 +41,7 @@ from jitsi_ops.bridge_rest import (
     ProbeConference,
     new_probe,
 )
+from jitsi_ops.envfile import parse_env
 from jitsi_ops.errors import OpsError
 from jitsi_ops.settings import Host
 from jitsi_ops.verify import derive
@@ -300,13 +302,26 @@ def _failure(
     )
 
 
+def advertise_setting(facts: Facts, host: Host) -> str:
+    """JVB_ADVERTISE_IPS (or DOCKER_HOST_ADDRESS) as the running bridge was started with: the
+    host's deployed `.env` when it has one, else this environment's values.
+
+    The deployed file decides what the bridge advertises; after a rollback the local files may
+    still hold the value that was just rolled back.
+    """
+    path = posixpath.join(facts.stack_dir(host), ".env")
+    try:
+        deployed = parse_env(facts.runner(host).get(path).decode("utf-8", "replace"), path)
+    except (OSError, OpsError):
+        deployed = {}
+    values = deployed or facts.host_values(host)
+    return values.get("JVB_ADVERTISE_IPS", "") or values.get("DOCKER_HOST_ADDRESS", "")
+
+
 def expected_addresses(facts: Facts, host: Host) -> list[str]:
-    """Where participants should reach this bridge: JVB_ADVERTISE_IPS (or DOCKER_HOST_ADDRESS),
-    else the address SSH reached the host at (and PUBLIC_URL's, on the main host)."""
-    values = facts.host_values(host)
-    advertised = derive.advertised_addresses(
-        values.get("JVB_ADVERTISE_IPS", "") or values.get("DOCKER_HOST_ADDRESS", "")
-    )
+    """Where participants should reach this bridge: its advertised addresses, else the address
+    SSH reached the host at (and PUBLIC_URL's, on the main host)."""
+    advertised = derive.advertised_addresses(advertise_setting(facts, host))
     if advertised:
         return advertised
     found = [a for a in [peer_address(facts.runner(host))] if a]

@@ -236,11 +236,14 @@ def sandbox(**overrides: str) -> Environment:
     return load_environment("sandbox", REPO, environ=environ)
 
 
-def facts_for(env: Environment, rest: FakeBridge) -> Facts:
+def facts_for(env: Environment, rest: FakeBridge, deployed_env: str | None = None) -> Facts:
+    runner = RecordingRunner(label="sandbox")
+    if deployed_env is not None:
+        runner.files[f"{env.deploy.stack_dir}/.env"] = deployed_env.encode()
     run = VerifyRun(
         env=env,
         values=dict(env.values),
-        runners={env.deploy.main_host: RecordingRunner(label="sandbox")},
+        runners={env.deploy.main_host: runner},
         loopback=lambda *_a: HttpAnswer(404, ""),
         deadline=1e12,
         rest=rest,
@@ -256,6 +259,17 @@ def test_check_passes_and_leaves_no_probe_conference(bridge: Responder) -> None:
     assert rest.conferences == {}, "the probe conference is still there"
     assert [m for m, _ in rest.calls] == ["POST", "PATCH"], rest.calls
     assert rest.calls[0][1] == "/colibri/v2/conferences"
+
+
+def test_the_deployed_advertise_setting_decides_what_is_public(bridge: Responder) -> None:
+    # Local files changed (or a rollback restored the host): the running bridge advertises what
+    # the host's .env says.
+    env = sandbox(JVB_ADVERTISE_IPS="198.51.100.7")
+    rest = FakeBridge([("127.0.0.1", bridge.port, "srflx")])
+    local_only = media.media_ice(facts_for(env, rest), env.deploy.main_host)
+    assert local_only.observed.startswith("no public candidate"), local_only
+    deployed = facts_for(env, rest, deployed_env="JVB_ADVERTISE_IPS=127.0.0.1\n")
+    assert media.media_ice(deployed, env.deploy.main_host).status == "pass"
 
 
 def test_check_fails_and_still_expires_the_conference() -> None:
