@@ -7,7 +7,7 @@ Expected failures per variant (a fault is allowed to fail every check it really 
 - whiteboard collab URL with a /socket.io/ path -> collab.whiteboard only;
 - PUBLIC_URL changed locally without redeploying -> web.config_js only;
 - jvb container stopped -> everything that needs a running jvb: host.containers, its published
-  ports (sockets.jvb_udp, sockets.jvb_rest), conference.* ;
+  ports (sockets.jvb_udp, sockets.jvb_rest), conference.*, media.ice;
 - .env mode 0644 -> host.env_file only;
 - CONFIG/web/custom-*.js created after web started, or unreadable by uid 1000 ->
   web.custom_config (run alone with --only), until web starts again with a readable file.
@@ -45,6 +45,7 @@ JVB_DEPENDENT = {
     "conference.jicofo_health",
     "conference.jvb_health",
     "conference.jvb_version",
+    "media.ice",
 }
 
 
