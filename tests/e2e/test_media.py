@@ -41,7 +41,8 @@ from tests.e2e.test_multihost import (  # noqa: F401 (two_hosts is a fixture)
 
 THIRD = "a third participant will lose audio/video"
 NETNS = "/run/netns/jitsiops-h1"  # jvb1's network namespace (tests/testbed/netns.py)
-DROP_MEDIA = ["-t", "raw", "PREROUTING", "-p", "udp", "--dport", "10000", "-j", "DROP"]
+# In the raw table: before Docker's DNAT, so the published port is really cut off.
+DROP_MEDIA = ["PREROUTING", "-p", "udp", "--dport", "10000", "-j", "DROP"]
 
 
 def sandbox_stats() -> dict[str, Any]:
@@ -115,11 +116,15 @@ def test_the_bridge_drops_checks_without_valid_credentials(deployed: Environment
 @contextlib.contextmanager
 def media_blocked_on_jvb1() -> Iterator[None]:
     """A firewall rule in jvb1's namespace dropping JVB_PORT/udp before Docker's DNAT."""
-    subprocess.run(["nsenter", f"--net={NETNS}", "iptables", "-I", *DROP_MEDIA], check=True)
+    subprocess.run(
+        ["nsenter", f"--net={NETNS}", "iptables", "-t", "raw", "-I", *DROP_MEDIA], check=True
+    )
     try:
         yield
     finally:
-        subprocess.run(["nsenter", f"--net={NETNS}", "iptables", "-D", *DROP_MEDIA], check=True)
+        subprocess.run(
+            ["nsenter", f"--net={NETNS}", "iptables", "-t", "raw", "-D", *DROP_MEDIA], check=True
+        )
 
 
 def test_media_path_of_the_bridge_host(two_hosts: Path) -> None:  # noqa: F811 (fixture)
