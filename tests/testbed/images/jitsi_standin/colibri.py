@@ -7,7 +7,8 @@ what is faithful and what is not):
   transport (``ufrag``, ``pwd``, ``fingerprints``, ``candidates`` with string attribute values)
   wrapped in the colibri2 ``transport``; ``PATCH /colibri/v2/conferences/{meetingId}`` modifies
   (creates or expires endpoints, expires the conference); ``GET`` on the collection answers 501.
-- candidates: every ``JVB_ADVERTISE_IPS`` item (``IP`` or ``IP#port``) as srflx, plus the
+- candidates: every ``JVB_ADVERTISE_IPS`` item (``IP`` or ``IP#port``; else a deprecated
+  ``DOCKER_HOST_ADDRESS``) as srflx, plus the
   container's own addresses as host candidates when ``JVB_ADVERTISE_PRIVATE_CANDIDATES`` (default
   true), all on ``JVB_PORT``.
 - on ``JVB_PORT``/udp one socket serves every endpoint: a STUN Binding Request is answered only
@@ -61,7 +62,9 @@ class Conference:
 def advertised_candidates(udp_port: int) -> list[tuple[str, int, str]]:
     """(ip, port, type) of every candidate, from the environment like the real bridge's config."""
     found: list[tuple[str, int, str]] = []
-    for item in env("JVB_ADVERTISE_IPS").split(","):
+    # Upstream's start script still copies a deprecated DOCKER_HOST_ADDRESS into an unset
+    # JVB_ADVERTISE_IPS (with a warning), even in stable-11146-2.
+    for item in env("JVB_ADVERTISE_IPS", env("DOCKER_HOST_ADDRESS")).split(","):
         address, _, port = item.strip().partition("#")
         if address:
             found.append((address.strip("[] "), int(port) if port.isdigit() else udp_port, "srflx"))
