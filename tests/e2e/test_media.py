@@ -136,10 +136,15 @@ def test_media_path_of_the_bridge_host(two_hosts: Path) -> None:  # noqa: F811 (
     assert f"{JVB1_ADDRESS}:10000/udp (srflx) answered" in checks["jvb1"]["observed"], checks
     assert checks["sandbox"]["status"] == "pass", checks
     assert no_conferences(sandbox_stats()) and no_conferences(jvb1_stats())
+    plan = run_invoke("plan", "--env", "sandbox", root=two_hosts)
+    assert "media path before: sandbox ok, jvb1 ok" in plan.stdout, plan.stdout + plan.stderr
 
     # A firewall dropping the media port: the bridge's REST still answers, media does not.
     with media_blocked_on_jvb1():
         code, checks = media_checks(two_hosts, "--timeout", "20")
+        plan = run_invoke("plan", "--env", "sandbox", root=two_hosts)
+    # The plan of the next deploy would say the media path was broken before it.
+    assert f"jvb1 BROKEN (no answer from {JVB1_ADDRESS}:10000/udp" in plan.stdout, plan.stdout
     jvb1 = checks["jvb1"]
     assert code == 1 and jvb1["status"] == "fail", checks
     assert jvb1["observed"].startswith(f"no answer from {JVB1_ADDRESS}:10000/udp"), jvb1
