@@ -73,10 +73,10 @@ def test_conference_modified_gives_credentials_and_typed_candidates() -> None:
     assert transport.ufrag == "4kq2b1fvtf0l3h"
     assert transport.pwd == "2b7cjbent91k6io6a3fauikg77"
     assert transport.candidates == (
-        Candidate("203.0.113.10", 10000, "srflx", "udp", 1694498815, "2", 1, 0),
         Candidate("172.18.0.5", 10000, "host", "udp", 2130706431, "1", 1, 0),
+        Candidate("203.0.113.10", 10000, "srflx", "udp", 1694498815, "2", 1, 0),
     )
-    assert transport.candidates[0].describe() == "203.0.113.10:10000/udp (srflx)"
+    assert transport.candidates[1].describe() == "203.0.113.10:10000/udp (srflx)"
 
 
 def test_the_ice_pwd_never_shows_in_repr() -> None:

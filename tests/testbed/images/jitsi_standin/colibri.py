@@ -7,10 +7,10 @@ what is faithful and what is not):
   transport (``ufrag``, ``pwd``, ``fingerprints``, ``candidates`` with string attribute values)
   wrapped in the colibri2 ``transport``; ``PATCH /colibri/v2/conferences/{meetingId}`` modifies
   (creates or expires endpoints, expires the conference); ``GET`` on the collection answers 501.
-- candidates: every ``JVB_ADVERTISE_IPS`` item (``IP`` or ``IP#port``; else a deprecated
-  ``DOCKER_HOST_ADDRESS``) as srflx, plus the
-  container's own addresses as host candidates when ``JVB_ADVERTISE_PRIVATE_CANDIDATES`` (default
-  true), all on ``JVB_PORT``.
+- candidates: the container's own addresses as host candidates when
+  ``JVB_ADVERTISE_PRIVATE_CANDIDATES`` (default true), then every ``JVB_ADVERTISE_IPS`` item
+  (``IP`` or ``IP#port``; else a deprecated ``DOCKER_HOST_ADDRESS``) as srflx related to the
+  container address, on ``JVB_PORT`` (the shape of jitsi-videobridge's doc/rest-colibri2.md).
 - on ``JVB_PORT``/udp one socket serves every endpoint: a STUN Binding Request is answered only
   when its USERNAME's first part is a live ufrag and its MESSAGE-INTEGRITY validates with that
   endpoint's pwd; the Binding Success carries XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY (same key)
@@ -59,23 +59,30 @@ class Conference:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
 
 
-def advertised_candidates(udp_port: int) -> list[tuple[str, int, str]]:
-    """(ip, port, type) of every candidate, from the environment like the real bridge's config."""
-    found: list[tuple[str, int, str]] = []
+def _container_addresses() -> list[str]:
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        return []
+    return sorted({str(i[4][0]) for i in infos if not str(i[4][0]).startswith("127.")})
+
+
+def advertised_candidates(udp_port: int) -> list[tuple[str, int, str, str]]:
+    """(ip, port, type, related address) of every candidate, in the real bridge's order: the
+    container's host candidates first (when JVB_ADVERTISE_PRIVATE_CANDIDATES), then one srflx
+    per JVB_ADVERTISE_IPS item, related to the container address like the static mapping."""
+    local = _container_addresses()
+    found: list[tuple[str, int, str, str]] = []
+    if env_bool("JVB_ADVERTISE_PRIVATE_CANDIDATES", True):
+        found += [(ip, udp_port, "host", "") for ip in local]
     # Upstream's start script still copies a deprecated DOCKER_HOST_ADDRESS into an unset
     # JVB_ADVERTISE_IPS (with a warning), even in stable-11146-2.
     for item in env("JVB_ADVERTISE_IPS", env("DOCKER_HOST_ADDRESS")).split(","):
         address, _, port = item.strip().partition("#")
-        if address:
-            found.append((address.strip("[] "), int(port) if port.isdigit() else udp_port, "srflx"))
-    if env_bool("JVB_ADVERTISE_PRIVATE_CANDIDATES", True):
-        try:
-            infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
-        except OSError:
-            infos = []
-        for ip in sorted({str(info[4][0]) for info in infos}):
-            if not ip.startswith("127.") and all(ip != f[0] for f in found):
-                found.append((ip, udp_port, "host"))
+        address = address.strip("[] ")
+        if address and all(address != f[0] for f in found):
+            public_port = int(port) if port.isdigit() else udp_port
+            found.append((address, public_port, "srflx", local[0] if local else "0.0.0.0"))  # noqa: S104
     return found
 
 
@@ -190,11 +197,11 @@ class Colibri:
 
     def _endpoint_json(self, endpoint: Endpoint) -> dict[str, Any]:
         candidates = []
-        for number, (ip, port, kind) in enumerate(advertised_candidates(self.udp_port), 1):
+        for ip, port, kind, related in advertised_candidates(self.udp_port):
             preference = 126 if kind == "host" else 100
             candidate = {
                 "component": "1",
-                "foundation": str(number),
+                "foundation": "1" if kind == "host" else "2",
                 "generation": "0",
                 "id": _token(16),
                 "network": "0",
@@ -205,7 +212,7 @@ class Colibri:
                 "port": str(port),
             }
             if kind == "srflx":
-                candidate.update({"rel-addr": "0.0.0.0", "rel-port": "9"})  # noqa: S104 (a label)
+                candidate.update({"rel-addr": related, "rel-port": str(self.udp_port)})
             candidates.append(candidate)
         return {
             "id": endpoint.id,
