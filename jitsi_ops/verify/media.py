@@ -388,8 +388,7 @@ def media_ice(facts: Facts, host: Host) -> CheckResult:
         expired = _expire(rest, probe)
     if expired:
         return failed(
-            f"{result.observed if result.status != 'fail' else result.observed + ';'} and the "
-            f"probe conference {probe.name} could not be expired: {expired}",
+            f"{result.observed}; the probe conference {probe.name} could not be expired: {expired}",
             hint="the bridge expires idle conferences by itself after a while; see the jvb logs",
             final=True,
         )

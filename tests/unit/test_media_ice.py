@@ -9,6 +9,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -278,6 +279,20 @@ def test_check_fails_and_still_expires_the_conference() -> None:
     result = media.media_ice(facts_for(env, rest), env.deploy.main_host)
     assert result.status == "fail" and "no answer" in result.observed, result
     assert rest.conferences == {}, "a failed probe left its conference behind"
+
+
+def test_a_probe_conference_that_cannot_be_expired_fails_the_check(bridge: Responder) -> None:
+    class Stubborn(FakeBridge):
+        def __call__(self, *args: Any, method: str, body: bytes | None) -> HttpAnswer:
+            if method == "PATCH":
+                return HttpAnswer(500, "Internal Server Error")
+            return super().__call__(*args, method=method, body=body)
+
+    env = sandbox()
+    rest = Stubborn([("127.0.0.1", bridge.port, "srflx")])
+    result = media.media_ice(facts_for(env, rest), env.deploy.main_host)
+    assert result.status == "fail" and "could not be expired: PATCH" in result.observed, result
+    assert "jitsi-ops-probe-" in result.observed, result
 
 
 def test_ctrl_c_during_the_probe_still_expires_the_conference(
