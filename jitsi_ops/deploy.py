@@ -33,7 +33,8 @@ from jitsi_ops.errors import OpsError, PreflightError
 from jitsi_ops.rollback import UP_TIMEOUT, Snapshot
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment, Host, Layer, local_user
-from jitsi_ops.verify.model import VerifyReport
+from jitsi_ops.verify import mediapath
+from jitsi_ops.verify.model import Outcome, VerifyReport
 from jitsi_ops.verify.suite import verify as run_verify
 from jitsi_ops.versions import NEWEST_KNOWN, newer_than_known
 
@@ -145,6 +146,8 @@ class DeployReport:
     # The deploy lock as this run last saw it: "" (never taken), "held" (taken, or perhaps
     # taken: its release was not confirmed), "released", "not held" (not this run's any more).
     lock: str = ""
+    # media.ice before the change, by host (see verify.mediapath).
+    media_before: dict[str, Outcome] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -168,6 +171,7 @@ class DeployReport:
             "phases": [p.as_dict() for p in self.phases],
             "verification": verification_dict(self.verification),
             "rollback": self.rollback.as_dict() if self.rollback else None,
+            "media_before": mediapath.as_dict(self.media_before),
         }
 
 
@@ -491,6 +495,7 @@ def deploy(
     verifier: Verifier = default_verifier,
     bridges: Mapping[Host, Runner] | None = None,
     allow_unknown_release: bool = False,
+    media_probe: mediapath.MediaProbe = mediapath.probe_before,
 ) -> DeployReport:
     """Run the pipeline on the main host and the role 'jvb' hosts in `bridges` (every bridge
     host of the environment must be there); never raises for a failed phase (see report.result).
@@ -507,6 +512,7 @@ def deploy(
     run = _Run(env, runner, values, report, timeline, gate_timeout, progress, verifier)
     run.bridges = _bridge_runs(env, bridges or {})
     run.allow_unknown_release = allow_unknown_release
+    run.media_probe = media_probe
     try:
         if dry_run:
             # A dry run only reads: it takes no lock (that would write), it reports one.
@@ -611,6 +617,7 @@ class _Run:
     # env/NAME files as they were before the migrate phase rewrote them.
     migrated: bool = False
     env_files: undoing.LocalFiles = field(default_factory=undoing.LocalFiles)
+    media_probe: mediapath.MediaProbe = mediapath.probe_before
 
     def all_runners(self) -> dict[Host, Runner]:
         """Every host's runner, for the verify gate."""
@@ -641,6 +648,13 @@ class _Run:
                 + ("nothing to do" if bridge.plan.nothing_to_do else f"recreate: {recreate}")
             )
         return "".join(f"; {d}" for d in details)
+
+    def probe_media(self, env: Environment, previous: Snapshot) -> str:
+        """media.ice before the change, when something runs; a plan detail suffix."""
+        if not previous.image_ids:
+            return ""
+        self.report.media_before = self.media_probe(env, self.all_runners())
+        return "; " + mediapath.summary(self.report.media_before)
 
     def release_step(self) -> list[str]:
         """Find the deployed release and the migrations to the pinned one; from here on the
@@ -740,7 +754,7 @@ class _Run:
                 )
         with timeline.phase("plan") as phase:
             previous = self.plan_main(phase)
-            phase.detail += self.plan_bridges()
+            phase.detail += self.plan_bridges() + self.probe_media(env, previous)
         env, values, main_plan = self.env, self.values, report.plan
         assert main_plan is not None  # set by plan_main
         if report.dry_run:
@@ -835,7 +849,9 @@ class _Run:
                 phase.detail += f"; {bridge.host.label}: up"
         with timeline.phase("gate") as phase:
             report.verification = self.verifier(env, self.all_runners(), self.gate_timeout)
-            phase.detail = _gate_detail(report.verification)
+            phase.detail = _gate_detail(report.verification) + mediapath.gate_note(
+                report.media_before, report.verification
+            )
             if not report.verification.ok:
                 phase.status = "failed"
 

@@ -182,6 +182,8 @@ JITSI_ENV_TEMPLATE = """\
 {release}
 # Public IP(s) of the videobridge host, comma separated (IP or IP#port).
 # JVB_ADVERTISE_IPS=203.0.113.10
+# The bridge's private REST (host 127.0.0.1 only): lets verify prove the media path.
+COLIBRI_REST_ENABLED=1
 """
 
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"

@@ -545,6 +545,23 @@ def jvb_advertise_ips_missing(ctx: LintContext) -> Iterator[Finding]:
     )
 
 
+@rule("colibri-rest", "COLIBRI_REST_ENABLED=1 lets verify prove the media path (media.ice)")
+def colibri_rest(ctx: LintContext) -> Iterator[Finding]:
+    if ctx.flag("COLIBRI_REST_ENABLED"):
+        return
+    shown = ctx.get("COLIBRI_REST_ENABLED")
+    yield _finding(
+        ctx,
+        "colibri-rest",
+        "info",
+        "COLIBRI_REST_ENABLED",
+        message=f"COLIBRI_REST_ENABLED is {repr(shown) if shown else 'unset'}: verify cannot probe "
+        "the bridge, so the media path a third participant needs stays unproven",
+        hint="set COLIBRI_REST_ENABLED=1: the bridge's private REST stays bound to the host's "
+        "127.0.0.1 (JVB_COLIBRI_PORT) and verify reaches it through SSH",
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # booleans
 

@@ -27,6 +27,7 @@ from jitsi_ops.facts import gather, project_containers
 from jitsi_ops.output import TaskOutput, strip_terminal_codes
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment
+from jitsi_ops.verify import mediapath
 
 RESULT_LINES = {
     "deployed": "deployed {to} (verified)",
@@ -162,9 +163,12 @@ def plan(c: Context, env: str = "", json: bool = False) -> None:
         data = report.plan.as_dict()
         if report.bridge_plans:
             data["bridge_plans"] = {k: p.as_dict() for k, p in report.bridge_plans.items()}
+        data["media_before"] = mediapath.as_dict(report.media_before)
         emit_json(data)
     else:
         _print_plans(report, dry_run=True)
+        if report.media_before:  # probed only when something runs
+            print(mediapath.summary(report.media_before))
 
 
 @task(help={"env": ENV_HELP, "json": "print one JSON object"})

@@ -9,7 +9,8 @@ Groups, in the order they run and are reported:
   signalling.*  BOSH session creation, XMPP websocket upgrade
   conference.*  jicofo bridges and health, jvb health and version on every JVB host
   collab.*      whiteboard through socket.io like the Jitsi client, etherpad pad page
-  media.*       JVB_ADVERTISE_IPS against the JVB host's addresses (static; warning only)
+  media.*       JVB_ADVERTISE_IPS against the JVB host's addresses (static; warning only);
+                ICE connectivity checks from here to every bridge's candidates (media.ice)
 Every failure says what was observed; hints say where to look next.
 """
 
@@ -33,7 +34,7 @@ import websocket
 from jitsi_ops import commands
 from jitsi_ops.errors import OpsError
 from jitsi_ops.settings import Environment, Host
-from jitsi_ops.verify import custom, derive
+from jitsi_ops.verify import custom, derive, media
 from jitsi_ops.verify.facts import Facts
 from jitsi_ops.verify.hostside import peer_address
 from jitsi_ops.verify.model import Check, CheckFunc, CheckResult, failed, passed, warned
@@ -942,6 +943,16 @@ def check_advertise_ips(facts: Facts, host: Host) -> CheckResult:
         hint="clients reach the bridge at an advertised address: set JVB_ADVERTISE_IPS to this "
         "host's public (NAT) address; the third participant is where this breaks",
     )
+
+
+@check(
+    "media.ice",
+    "a participant outside reaches the bridge's media port (ICE connectivity check)",
+    scope="every_host",
+)
+def check_media_ice(facts: Facts, host: Host) -> CheckResult:
+    """STUN Binding with ICE credentials to the candidates of a probe conference."""
+    return media.media_ice(facts, host)
 
 
 # ---- the suite -----------------------------------------------------------------------------

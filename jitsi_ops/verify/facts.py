@@ -24,7 +24,13 @@ from jitsi_ops.errors import OpsError
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment, Host
 from jitsi_ops.verify import derive
-from jitsi_ops.verify.hostside import HttpAnswer, LoopbackHttp, infra_host
+from jitsi_ops.verify.hostside import (
+    HttpAnswer,
+    LoopbackHttp,
+    LoopbackRequest,
+    infra_host,
+    loopback_request,
+)
 from jitsi_ops.verify.tlstrust import Trust, pem_to_der
 from jitsi_ops.versions import Layout
 
@@ -48,6 +54,8 @@ class VerifyRun:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     restart_interval: float = RESTART_SAMPLE_INTERVAL
+    # POST/PATCH to loopback-only REST (the bridge's colibri2 conferences for media.ice).
+    rest: LoopbackRequest = loopback_request
     _stable: dict[str, Any] = field(default_factory=dict)
 
     def remaining(self) -> float:

@@ -71,8 +71,30 @@ class LoopbackHttp(Protocol):
         ...
 
 
-def _exchange(conn: http.client.HTTPConnection, path: str) -> HttpAnswer:
-    conn.request("GET", path, headers={"Connection": "close", "User-Agent": "jitsi-ops-verify"})
+class LoopbackRequest(Protocol):
+    """Any method (POST/PATCH with a JSON body) on a port that listens on a host's 127.0.0.1."""
+
+    def __call__(
+        self,
+        runner: Runner,
+        port: int,
+        path: str,
+        timeout: float,
+        *,
+        method: str,
+        body: bytes | None,
+    ) -> HttpAnswer:
+        """Answer of METHOD http://127.0.0.1:PORT/PATH (body sent as application/json)."""
+        ...
+
+
+def _exchange(
+    conn: http.client.HTTPConnection, path: str, method: str = "GET", body: bytes | None = None
+) -> HttpAnswer:
+    headers = {"Connection": "close", "User-Agent": "jitsi-ops-verify"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    conn.request(method, path, body=body, headers=headers)
     response = conn.getresponse()
     # A file over a channel may return short reads: read until EOF (or the cap).
     chunks: list[bytes] = []
@@ -114,25 +136,51 @@ class _ChannelSocket:
         """Deliberately nothing: see the class docstring."""
 
 
-def ssh_loopback_get(runner: SshRunner, port: int, path: str, timeout: float) -> HttpAnswer:
-    """GET http://127.0.0.1:PORT/PATH on the host through a direct-tcpip channel."""
+def ssh_loopback_get(
+    runner: SshRunner,
+    port: int,
+    path: str,
+    timeout: float,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+) -> HttpAnswer:
+    """METHOD (default GET) http://127.0.0.1:PORT/PATH on the host through a direct-tcpip channel."""
     channel = runner.open_tunnel(port, timeout)
     try:
         channel.settimeout(timeout)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         conn.sock = _ChannelSocket(channel)
-        return _exchange(conn, path)
+        return _exchange(conn, path, method, body)
     finally:
         channel.close()
 
 
-def local_loopback_get(port: int, path: str, timeout: float) -> HttpAnswer:
-    """GET http://127.0.0.1:PORT/PATH on this machine (LocalRunner hosts)."""
+def local_loopback_get(
+    port: int, path: str, timeout: float, *, method: str = "GET", body: bytes | None = None
+) -> HttpAnswer:
+    """METHOD (default GET) http://127.0.0.1:PORT/PATH on this machine (LocalRunner hosts)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        return _exchange(conn, path)
+        return _exchange(conn, path, method, body)
     finally:
         conn.close()
+
+
+def loopback_request(
+    runner: Runner, port: int, path: str, timeout: float, *, method: str, body: bytes | None
+) -> HttpAnswer:
+    """The default LoopbackRequest: an SSH channel for remote hosts, a socket for local ones."""
+    try:
+        if isinstance(runner, SshRunner):
+            return ssh_loopback_get(runner, port, path, timeout, method=method, body=body)
+        if isinstance(runner, LocalRunner):
+            return local_loopback_get(port, path, timeout, method=method, body=body)
+    except TimeoutError:
+        raise TimeoutError(
+            f"{method} 127.0.0.1:{port}{path} did not answer within {timeout:.0f}s"
+        ) from None
+    raise _no_transport(runner)
 
 
 def loopback_get(runner: Runner, port: int, path: str, timeout: float) -> HttpAnswer:
@@ -144,7 +192,11 @@ def loopback_get(runner: Runner, port: int, path: str, timeout: float) -> HttpAn
             return local_loopback_get(port, path, timeout)
     except TimeoutError:
         raise TimeoutError(f"127.0.0.1:{port}{path} did not answer within {timeout:.0f}s") from None
-    raise OpsError(
+    raise _no_transport(runner)
+
+
+def _no_transport(runner: Runner) -> OpsError:
+    return OpsError(
         f"{runner.host}: no loopback transport for {type(runner).__name__}",
         hint="verify needs an SSH or local runner to reach jicofo/jvb REST",
     )

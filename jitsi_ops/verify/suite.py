@@ -20,7 +20,7 @@ from jitsi_ops.secrets import scrub
 from jitsi_ops.settings import Environment, Host
 from jitsi_ops.verify.checks import build_suite
 from jitsi_ops.verify.facts import Facts, VerifyRun
-from jitsi_ops.verify.hostside import LoopbackHttp, loopback_get
+from jitsi_ops.verify.hostside import LoopbackHttp, LoopbackRequest, loopback_get, loopback_request
 from jitsi_ops.verify.model import Check, CheckResult, Outcome, VerifyReport, failed
 
 MAX_PAUSE = 5.0
@@ -139,6 +139,7 @@ def verify(
     only: Iterable[str] = (),
     timeout: float | None = None,
     loopback: LoopbackHttp = loopback_get,
+    rest: LoopbackRequest = loopback_request,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -159,6 +160,7 @@ def verify(
         deadline=start + budget,
         clock=clock,
         sleep=sleep,
+        rest=rest,
     )
     outcomes = run_checks(checks, run, progress)
     return VerifyReport(

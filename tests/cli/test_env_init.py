@@ -104,7 +104,8 @@ def test_init_writes_values_that_read_back_exactly(
     assert len(tomllib.loads(text + bridge)["hosts"]) == 2, text
     values = dotenv_values(env_dir / "jitsi.env")
     assert values["PUBLIC_URL"] == public_url, values
-    assert set(values) == {"PUBLIC_URL", "JITSI_IMAGE_VERSION"}, values
+    # COLIBRI_REST_ENABLED=1: the bridge REST media.ice needs (host 127.0.0.1 only).
+    assert set(values) == {"PUBLIC_URL", "JITSI_IMAGE_VERSION", "COLIBRI_REST_ENABLED"}, values
     assert stat.S_IMODE((env_dir / "secrets.env").stat().st_mode) == 0o600
     assert env_entries(scratch_repo) == ["common.env", "example", "prod"]
 

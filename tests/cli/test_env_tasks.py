@@ -237,6 +237,17 @@ def test_init_scaffolds_and_refuses_to_overwrite(scratch_repo: Path) -> None:
     assert "0 error(s)" in checked.stdout, checked.stdout
 
 
+def test_init_enables_the_bridge_rest_that_media_ice_needs(scratch_repo: Path) -> None:
+    result = invoke(
+        scratch_repo, "init", "--env", "prod", "--public-url", "https://meet.example.org"
+    )
+    assert result.returncode == 0, result.stderr
+    text = (scratch_repo / "env" / "prod" / "jitsi.env").read_text()
+    assert "\nCOLIBRI_REST_ENABLED=1\n" in text, text
+    checked = invoke(scratch_repo, "check", "--env", "prod")
+    assert "colibri-rest" not in checked.stdout, checked.stdout
+
+
 def test_secrets_files_are_ignored_by_git(repo_root: Path) -> None:
     for path in ("env/example/secrets.env", "env/prod/secrets.env", "env/sandbox/secrets.env"):
         result = subprocess.run(

@@ -96,8 +96,10 @@ address = "jvb1"
 role = "jvb"
 stack_dir = "{JVB1_STACK}"
 backup_dir = "{JVB1_BACKUPS}"
-values = {{ JVB_XMPP_SERVER = "{HOST_SIDE}", JVB_ADVERTISE_IPS = "{JVB1_ADDRESS}", PUBLISH_ADDRESS = "", CONFIG = "{JVB1_ROOT / "config"}" }}
+values = {{ JVB_XMPP_SERVER = "{HOST_SIDE}", JVB_ADVERTISE_IPS = "{JVB1_ADDRESS}", JVB_ADVERTISE_PRIVATE_CANDIDATES = "0", PUBLISH_ADDRESS = "", CONFIG = "{JVB1_ROOT / "config"}" }}
 """
+    # No private candidates on jvb1: its container network lives in its namespace, and a probe
+    # sent there from the machine would leave through the default route.
     # The bridge host goes right after the main host's table (before [ssh]).
     text = text.replace("\n[ssh]", bridge + "\n[ssh]", 1)
     toml.write_text(text)

@@ -7,7 +7,7 @@ Expected failures per variant (a fault is allowed to fail every check it really 
 - whiteboard collab URL with a /socket.io/ path -> collab.whiteboard only;
 - PUBLIC_URL changed locally without redeploying -> web.config_js only;
 - jvb container stopped -> everything that needs a running jvb: host.containers, its published
-  ports (sockets.jvb_udp, sockets.jvb_rest), conference.* ;
+  ports (sockets.jvb_udp, sockets.jvb_rest), conference.*, media.ice;
 - .env mode 0644 -> host.env_file only;
 - CONFIG/web/custom-*.js created after web started, or unreadable by uid 1000 ->
   web.custom_config (run alone with --only), until web starts again with a readable file.
@@ -45,6 +45,7 @@ JVB_DEPENDENT = {
     "conference.jicofo_health",
     "conference.jvb_health",
     "conference.jvb_version",
+    "media.ice",
 }
 
 
@@ -115,9 +116,9 @@ def test_healthy_sandbox_passes_every_check_and_leaks_no_secret(
     document = json.loads(out)
     statuses = {(c["id"], c["host"]): c["status"] for c in document["checks"]}
     assert document["ok"] is True and set(statuses.values()) == {"pass"}, statuses
-    assert len(statuses) == 26, sorted(statuses)
+    assert len(statuses) == 27, sorted(statuses)
     root = ElementTree.parse(junit).getroot()
-    assert (root.tag, root.get("tests"), root.get("failures")) == ("testsuites", "26", "0"), (
+    assert (root.tag, root.get("tests"), root.get("failures")) == ("testsuites", "27", "0"), (
         root.attrib
     )
 
@@ -125,8 +126,8 @@ def test_healthy_sandbox_passes_every_check_and_leaks_no_secret(
     human, err = capsys.readouterr()
     assert code == 0, f"{human}\n{err}"
     lines = human.strip().splitlines()
-    assert len(lines) == 27 and all(" PASS" in line for line in lines[:-1]), human
-    assert lines[-1].startswith("verify sandbox (stable-11146-2): 26 passed, 0 failed"), lines[-1]
+    assert len(lines) == 28 and all(" PASS" in line for line in lines[:-1]), human
+    assert lines[-1].startswith("verify sandbox (stable-11146-2): 27 passed, 0 failed"), lines[-1]
 
     secrets = secret_values(rendered_values(deployed))
     assert secrets, "the sandbox has generated secrets"
@@ -200,7 +201,7 @@ def test_env_file_mode_0644_fails_only_that_check(
     code = invoke_verify(monkeypatch, "--timeout", "45")
     out, err = capsys.readouterr()
     assert code == 1, f"{out}\n{err}"
-    assert "1 of 26 checks failed: host.env_file@sandbox" in err, err
+    assert "1 of 27 checks failed: host.env_file@sandbox" in err, err
     line = next(li for li in out.splitlines() if "host.env_file" in li)
     assert "FAIL" in line and "mode 0644, expected 0600" in line, line
 

@@ -120,7 +120,7 @@ THIRD_PARTY: Mapping[str, tuple[str, str]] = {
 # Which pinned wheel sets (top-level names in wheels.txt) each image installs.
 _WHEELS_FOR: Mapping[str, tuple[str, ...]] = {
     "jicofo": ("slixmpp",),
-    "jvb": ("slixmpp",),
+    "jvb": ("slixmpp", "aioice"),
     "whiteboard": ("python-socketio", "uvicorn", "wsproto"),
 }
 

@@ -52,6 +52,7 @@ GOOD: dict[str, str] = {
     "PUBLIC_URL": "https://meet.example.com",
     "JVB_ADVERTISE_IPS": "198.51.100.7,2001:db8::7",
     "JVB_PORT": "10000",
+    "COLIBRI_REST_ENABLED": "1",
     "JITSI_IMAGE_VERSION": "stable-11146-2",
     "RESTART_POLICY": "unless-stopped",
     "ENABLE_LETSENCRYPT": "1",
@@ -349,6 +350,17 @@ FIRES: list[Fires] = [
         "warning",
         ADV,
         "STUN is disabled",
+    ),
+    Fires(
+        "colibri-rest",
+        "unset",
+        {"COLIBRI_REST_ENABLED": None},
+        "info",
+        "COLIBRI_REST_ENABLED",
+        "unproven",
+    ),
+    Fires(
+        "colibri-rest", "off", {"COLIBRI_REST_ENABLED": "0"}, "info", "COLIBRI_REST_ENABLED", "'0'"
     ),
     # booleans
     Fires(
@@ -853,6 +865,8 @@ QUIET: list[Quiet] = [
         "docker-host-address",
         {ADV: None, "DOCKER_HOST_ADDRESS": "198.51.100.7"},
     ),
+    Quiet("colibri-rest", "on", {"COLIBRI_REST_ENABLED": "1"}),
+    Quiet("colibri-rest", "true", {"COLIBRI_REST_ENABLED": "true"}),
     Quiet("boolean-strict", "zero", {"ENABLE_JAAS_COMPONENTS": "0", "ENABLE_LETSENCRYPT": "0"}),
     Quiet(
         "boolean-strict", "rootless-unsafe-regex", {"ENABLE_COLIBRI_WEBSOCKET_UNSAFE_REGEX": "true"}

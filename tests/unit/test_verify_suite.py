@@ -79,6 +79,7 @@ def test_sandbox_suite_lists_every_check_once_on_its_host() -> None:
         "collab.whiteboard",
         "collab.etherpad",
         "media.advertise_ips",
+        "media.ice",
     ], got
     assert {c.host.label for c in suite} == {"sandbox"}
 
@@ -100,6 +101,7 @@ def test_multi_host_suite_parametrises_per_bridge_host(scratch_repo: Path) -> No
         "conference.jvb_health",
         "conference.jvb_version",
         "media.advertise_ips",
+        "media.ice",
     ], on_jvb
     main_only = {i for i, host in suite if host == "meet.example.com"} - set(on_jvb)
     # common.env turns the redirect on; websocket is off here; no whiteboard, etherpad, health.

@@ -18,6 +18,7 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     500: "Internal Server Error",
+    501: "Not Implemented",
     503: "Service Unavailable",
 }
 
@@ -42,7 +43,8 @@ class Response:
         return cls(status, text.encode())
 
 
-Handler = Callable[[str, str], Awaitable[Response]]
+# (method, path, request body) -> response
+Handler = Callable[[str, str, bytes], Awaitable[Response]]
 
 
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, app: Handler) -> None:
@@ -57,11 +59,12 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ap
             if sep:
                 headers[name.strip().lower()] = value.strip()
         length = int(headers.get("content-length", "0") or "0")
+        body = b""
         if 0 < length <= 1 << 20:
-            await asyncio.wait_for(reader.readexactly(length), timeout=10)
+            body = await asyncio.wait_for(reader.readexactly(length), timeout=10)
         path = target.split("?", 1)[0]
         try:
-            response = await app(method.upper(), path)
+            response = await app(method.upper(), path, body)
         except Exception as exc:  # a bug in a stand-in must not kill the server
             response = Response.text(f"internal error: {type(exc).__name__}\n", 500)
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):

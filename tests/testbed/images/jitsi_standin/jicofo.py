@@ -81,7 +81,7 @@ class Focus:
             "lost_bridges": 0,
         }
 
-    async def app(self, method: str, path: str) -> Response:  # noqa: PLR0911 (one per route)
+    async def app(self, method: str, path: str, _body: bytes = b"") -> Response:  # noqa: PLR0911 (one per route)
         """The REST API on 8888."""
         del method  # every endpoint here is read-only and answers GET and POST alike
         path = path.rstrip("/") or "/"

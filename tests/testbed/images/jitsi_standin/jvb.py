@@ -12,7 +12,12 @@ Contract kept from the real image (docker-jitsi-meet stable-11146-2):
   ``/metrics``; ``/colibri/stats`` only with ``COLIBRI_REST_ENABLED``; ``POST /colibri/shutdown``
   only with both ``COLIBRI_REST_ENABLED`` and ``SHUTDOWN_REST_ENABLED`` (leaves the brewery and
   exits 0, there are never conferences to wait for);
-- UDP on ``JVB_PORT`` (10000): answers any datagram with a short text line. NOT ICE/STUN.
+- colibri2 REST (``/colibri/v2/conferences``, only with ``COLIBRI_REST_ENABLED``): conferences
+  with ICE-UDP endpoints in the colibri2 JSON format, counted in ``/colibri/stats``
+  (see colibri.py);
+- UDP on ``JVB_PORT`` (10000): answers STUN Binding Requests with valid ICE short-term
+  credentials of a live endpoint (Binding Success with XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY,
+  FINGERPRINT) and drops every other datagram silently, like the real bridge.
 
 The ``standin-broken`` image sets ``JITSI_STANDIN_BROKEN=1``: it logs in but never joins the
 brewery, so jicofo sees no bridge and /about/health fails (rollback tests).
@@ -28,6 +33,8 @@ import uuid
 import xml.etree.ElementTree as ET
 from typing import cast
 
+from jitsi_standin.colibri import PREFIX as COLIBRI2_PREFIX
+from jitsi_standin.colibri import Colibri
 from jitsi_standin.common import (
     ALL_INTERFACES,
     copy_config_input,
@@ -56,6 +63,7 @@ class Bridge:
         self.broken = env_bool("JITSI_STANDIN_BROKEN", False)
         self.udp_port = int(env("JVB_PORT", "10000"))
         self.udp_packets = 0
+        self.colibri = Colibri(self.udp_port, lambda text: log(COMPONENT, text))
         auth_domain = env("XMPP_AUTH_DOMAIN", "auth.meet.jitsi")
         brewery = env("JVB_BREWERY_MUC", "jvbbrewery")
         muc_domain = env("XMPP_INTERNAL_MUC_DOMAIN", "internal-muc.meet.jitsi")
@@ -89,9 +97,11 @@ class Bridge:
             "drain": self.drain,
             "shutting_down": self.shutting_down,
             "graceful_shutdown": self.shutting_down,
-            "conferences": 0,
-            "participants": 0,
-            "endpoints": 0,
+            "conferences": len(self.colibri.conferences),
+            "participants": self.colibri.endpoint_count,
+            "endpoints": self.colibri.endpoint_count,
+            "local_endpoints": self.colibri.endpoint_count,
+            "octo_endpoints": 0,
             "stress_level": 0.0,
             "endpoints_ice_failed": 0,
             "muc_clients_configured": 1,
@@ -111,8 +121,8 @@ class Bridge:
             ("shutting_down", str(self.shutting_down).lower()),
             ("graceful_shutdown", str(self.shutting_down).lower()),
             ("stress_level", "0.0"),
-            ("conferences", "0"),
-            ("participants", "0"),
+            ("conferences", str(len(self.colibri.conferences))),
+            ("participants", str(self.colibri.endpoint_count)),
             ("version", release()),
         ):
             ET.SubElement(stats, f"{{{COLIBRI_NS}}}stat", name=name, value=value)
@@ -125,8 +135,8 @@ class Bridge:
             ("jitsi_jvb_healthy", int(self.healthy)),
             ("jitsi_jvb_drain", int(self.drain)),
             ("jitsi_jvb_graceful_shutdown", int(self.shutting_down)),
-            ("jitsi_jvb_conferences", 0),
-            ("jitsi_jvb_endpoints", 0),
+            ("jitsi_jvb_conferences", len(self.colibri.conferences)),
+            ("jitsi_jvb_endpoints", self.colibri.endpoint_count),
             ("jitsi_jvb_xmpp_connected", int(self.session.connected)),
             ("jitsi_jvb_mucs_joined", int(self.session.in_room)),
             ("jitsi_jvb_udp_packets_received_total", self.udp_packets),
@@ -135,9 +145,13 @@ class Bridge:
             lines += [f"# TYPE {name} {kind}", f"{name} {value}"]
         return "\n".join(lines) + "\n"
 
-    async def app(self, method: str, path: str) -> Response:  # noqa: PLR0911 (one per route)
-        """The REST API on 8080."""
+    async def app(self, method: str, path: str, body: bytes = b"") -> Response:  # noqa: PLR0911
+        """The REST API on 8080 (one return per route)."""
         path = path.rstrip("/") or "/"
+        if path == COLIBRI2_PREFIX or path.startswith(COLIBRI2_PREFIX + "/"):
+            if not self.colibri_rest:
+                return Response.text("Not Found\n", 404)
+            return self.colibri.handle(method, path, body)
         if path == "/about/health":
             return Response(200 if self.healthy else 500)
         if path == "/about/version":
@@ -173,7 +187,7 @@ class Bridge:
 
 
 class _Udp(asyncio.DatagramProtocol):
-    """Answers every datagram, proving the published UDP port reaches this container."""
+    """The media port: answers valid ICE connectivity checks only, drops everything else."""
 
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
@@ -183,10 +197,9 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        del data  # any datagram gets the same answer
         self.bridge.udp_packets += 1
-        if self.transport is not None:
-            reply = f"jitsi-ops standin jvb {self.bridge.instance_id}\n".encode()
+        reply = self.bridge.colibri.stun_answer(data, (str(addr[0]), int(addr[1])))
+        if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
 
 
@@ -206,10 +219,11 @@ async def main() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, request_stop)
-    server = await serve(ALL_INTERFACES, 8080, bridge.app)
+    # The media port is bound before REST answers: a created endpoint is reachable at once.
     await loop.create_datagram_endpoint(
         lambda: _Udp(bridge), local_addr=(ALL_INTERFACES, bridge.udp_port)
     )
+    server = await serve(ALL_INTERFACES, 8080, bridge.app)
     log(COMPONENT, f"{release()} REST on :8080, media UDP on :{bridge.udp_port}")
     if bridge.broken:
         log(COMPONENT, "STAND-IN BROKEN RELEASE: this bridge will never join the brewery")
