@@ -1,6 +1,11 @@
-"""`invoke restore`: put one of an environment's backups back on its main host.
+"""`invoke restore`: put one of an environment's backups back on every host that has it.
 
-Everything that can refuse does so while the stack still runs:
+A backup id names a set: the deploy (or `invoke backup`) that took it wrote one archive under
+that id into the backup dir of each host it backed up (a bridge host that did not change in
+that deploy has none). A restore puts back every host of the set, leaves the hosts outside it
+as they are (and says which), and verifies the whole environment afterwards.
+
+Everything that can refuse does so, for every host of the set, while every stack still runs:
 
 1. the manifest and the archive are downloaded to a private temporary directory here;
 2. the manifest's roots must be the environment's own CONFIG and stack dir, as they resolve on
@@ -18,7 +23,8 @@ Everything that can refuse does so while the stack still runs:
    archive with Python's tarfile, and where the two parsers disagree GNU tar's reading is the
    one that reaches the disk.
 
-Then, under the deploy lock: a safety backup of the current state (so a restore can itself be
+Then, under the deploy lock (the main host's: it guards the whole environment), host by host
+(the main host first, then the bridge hosts): a safety backup of the current state (so a restore can itself be
 undone), the backed-up images pulled by digest, `docker compose down` of the running project,
 the archive's sha256 checked again on the host (it must still be the validated file), every path
 under the backup's roots that the backup does not have removed (a newer `storage/` left behind
@@ -51,7 +57,7 @@ from jitsi_ops.envfile import parse_env
 from jitsi_ops.errors import ConfigError, OpsError, RemoteCommandError
 from jitsi_ops.rollback import UP_TIMEOUT
 from jitsi_ops.runner import Result, Runner
-from jitsi_ops.settings import Environment, local_user
+from jitsi_ops.settings import Environment, Host, local_user
 from jitsi_ops.verify.model import VerifyReport
 
 Say = Callable[[str], None]
@@ -239,8 +245,41 @@ def stale_paths(
 
 
 @dataclass
+class HostRestore:
+    """One host's part of a restore (no secret value)."""
+
+    label: str
+    role: str = "main"
+    in_set: bool = True
+    release: str | None = None
+    compose_files: list[str] = field(default_factory=list)
+    safety_backup_id: str | None = None
+    removed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    stopped: bool = False
+    # restored | not-in-set | failed | pending (checked, not reached) | skipped (not checked)
+    result: str = "pending"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON shape of one host."""
+        return {
+            "host": self.label,
+            "role": self.role,
+            "in_set": self.in_set,
+            "release": self.release,
+            "compose_files": self.compose_files,
+            "safety_backup_id": self.safety_backup_id,
+            "removed": self.removed,
+            "warnings": self.warnings,
+            "stopped": self.stopped,
+            "result": self.result,
+        }
+
+
+@dataclass
 class RestoreReport:
-    """What a restore did (no secret value)."""
+    """What a restore did (no secret value). The top-level fields describe the main host (as
+    they did before bridge hosts); `hosts` has every host's part."""
 
     env: str
     backup_id: str
@@ -256,11 +295,17 @@ class RestoreReport:
     verification: VerifyReport | None = None
     result: str = "failed"  # restored | restored-unverified | refused | cancelled | failed
     error: str = ""
+    hosts: list[HostRestore] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """Restored (and verified when a verifier ran)."""
         return self.result == "restored"
+
+    @property
+    def not_in_set(self) -> list[str]:
+        """The hosts the backup set has no archive for (left as they are)."""
+        return [part.label for part in self.hosts if not part.in_set]
 
     def as_dict(self) -> dict[str, Any]:
         """The `--json` report."""
@@ -276,8 +321,30 @@ class RestoreReport:
             "stopped": self.stopped,
             "result": self.result,
             "error": self.error,
+            "not_in_set": self.not_in_set,
+            "hosts": [part.as_dict() for part in self.hosts],
             "verification": verification_dict(self.verification),
         }
+
+    def sync_from_hosts(self) -> None:
+        """The top-level fields from the hosts' parts: the main host's files, any host stopped,
+        every host's warnings (a bridge host's named)."""
+        in_set = [p for p in self.hosts if p.in_set]
+        # The main host's; a restore of one bridge host alone (restore_held) reports that one.
+        main = next((p for p in in_set if p.role == "main"), in_set[0] if in_set else None)
+        if main is not None:
+            self.compose_files = main.compose_files
+            self.removed = main.removed
+        self.safety_backup_id = next(
+            (p.safety_backup_id for p in self.hosts if p.safety_backup_id), None
+        )
+        self.stopped = any(p.stopped for p in self.hosts)
+        many = len(self.hosts) > 1
+        self.warnings = [
+            f"{p.label}: {w}" if many and p.role != "main" else w
+            for p in self.hosts
+            for w in p.warnings
+        ]
 
 
 # --- orchestration -------------------------------------------------------------------------------
@@ -442,6 +509,46 @@ def _pinned_refs(manifest: backup.Manifest, stack: RestoredStack) -> dict[str, t
     }
 
 
+@dataclass
+class _Target:
+    """One host of the restore: its view of the environment, connection and checked backup."""
+
+    host: Host
+    view: Environment
+    runner: Runner
+    part: HostRestore
+    manifest: backup.Manifest | None = None
+    stack: RestoredStack | None = None
+
+
+def _targets(
+    env: Environment, runner: Runner, bridges: Mapping[Host, Runner] | None
+) -> list[_Target]:
+    """The main host, then every bridge host that has a connection, in deploy.toml order."""
+    main = env.deploy.main_host
+    targets = [_Target(main, env, runner, HostRestore(main.label))]
+    for host in env.deploy.bridge_hosts:
+        if bridges is not None and host in bridges:
+            part = HostRestore(host.label, role=host.role)
+            targets.append(_Target(host, env.for_host(host), bridges[host], part))
+    return targets
+
+
+def _has_backup(view: Environment, runner: Runner, backup_id: str) -> bool:
+    """Whether the host's backup dir has the backup's manifest or archive (an archive without
+    manifest is still this host's part of the set: fetch() refuses it with its reason)."""
+    directory = backup.backup_dir_of(view, runner)
+    paths = (backup.manifest_path(directory, backup_id), backup.archive_path(directory, backup_id))
+    return any(runner.run(["test", "-e", path], check=False).ok for path in paths)
+
+
+def _named(target: _Target, many: bool, exc: OpsError) -> OpsError:
+    """The error with the host named in front when the environment has several hosts."""
+    if not many or exc.message.startswith(f"{target.part.label}: "):
+        return exc
+    return type(exc)(f"{target.part.label}: {exc.message}", hint=exc.hint)
+
+
 def restore(
     env: Environment,
     runner: Runner,
@@ -452,54 +559,50 @@ def restore(
     verifier: Verifier | None = None,
     timeout: float | None = None,
     say: Say | None = None,
+    bridges: Mapping[Host, Runner] | None = None,
 ) -> RestoreReport:
-    """Restore backup `backup_id` of `env` on its main host (see the module docstring); never
-    raises for an expected failure: see report.result and report.error."""
+    """Restore backup set `backup_id` of `env` on its main host and on every bridge host in
+    `bridges` that has its part (see the module docstring); never raises for an expected
+    failure: see report.result and report.error."""
     emit: Say = say or (lambda _line: None)
     report = RestoreReport(env.name, backup_id, operation_id=hoststate.new_deploy_id(env.name))
+    targets = _targets(env, runner, bridges)
+    report.hosts = [t.part for t in targets]
+    many = len(targets) > 1
     workdir = Path(tempfile.mkdtemp(prefix="jitsi-ops-restore-"))  # 0700
     stack_dir = ""
     try:
-        manifest, stack, stack_dir = _validated(
-            env, runner, backup_id, workdir, report=report, emit=emit
-        )
-        report.summary = _summary(env, runner, manifest, stack)
+        members = _check_set(env, targets, backup_id, workdir, emit=emit, many=many)
+        report.release = members[0].part.release
+        stack_dir = backup.stack_dir_of(env, runner)
+        report.summary = [line for t in members for line in _target_summary(t)]
+        if report.not_in_set:
+            report.summary.append(
+                f"not in backup {backup_id}, left as they are: {', '.join(report.not_in_set)}"
+            )
         if not confirm(report.summary):
             report.result = "cancelled"
             report.error = "cancelled: nothing was changed (--yes restores without asking)"
             return report
         info = hoststate.LockInfo.for_this_process(report.operation_id, f"restore {backup_id}")
+        # The main host's lock guards the whole environment, bridge hosts included.
         with hoststate.holding_lock(runner, stack_dir, info):
             report.started = True
-            _apply(env, runner, manifest, stack, report, emit=emit, safety_backup=safety_backup)
-        if verifier is not None:
-            emit("verifying the restored release")
-            restored_env = environment_of(env, stack.env_text)
-            report.verification = verifier(
-                restored_env,
-                {env.deploy.main_host: runner},
-                timeout if timeout and timeout > 0 else env.deploy.verify.timeout,
-            )
-            report.result = "restored" if report.verification.ok else "restored-unverified"
-            if not report.verification.ok:
-                first = report.verification.failures[0]
-                report.error = f"verification failed ({first.id}: {first.observed})"
-        else:
-            report.result = "restored"
+            safety_id = hoststate.new_deploy_id(env.name) if safety_backup else ""
+            for target in members:
+                _restore_host(target, report, emit=emit, many=many, safety_id=safety_id)
+        _verify(env, targets, report, verifier=verifier, timeout=timeout, emit=emit)
     except archive.RestoreRefused as exc:
         report.result = "refused"
         report.error = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
     except OpsError as exc:
         report.result = "failed"
         report.error = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
-        if report.stopped:
-            report.error += "; the stack is stopped" + (
-                f"; backup {report.safety_backup_id} holds the state before this restore"
-                if report.safety_backup_id
-                else ""
-            )
+        report.sync_from_hosts()
+        report.error += _where_it_stopped(report)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        report.sync_from_hosts()
         # A refusal changed nothing on the host: only the local history records it.
         _audit(env, runner, report, stack_dir if report.started else "")
     return report
@@ -549,11 +652,157 @@ def restore_held(
             env, runner, backup_id, workdir, report=report, emit=emit
         )
         report.started = True
-        _apply(env, runner, manifest, stack, report, emit=emit, safety_backup=False)
+        part = HostRestore(
+            env.deploy.main_host.label if env.role == "main" else runner.host,
+            role=env.role,
+            release=manifest.release,
+            compose_files=stack.compose_names,
+        )
+        report.hosts = [part]
+        _apply(
+            env,
+            runner,
+            manifest,
+            stack,
+            part,
+            operation_id=report.operation_id,
+            emit=emit,
+            safety_id="",
+        )
+        part.result = "restored"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        report.sync_from_hosts()
     report.result = "restored"
     return report
+
+
+def _check_set(
+    env: Environment,
+    targets: Sequence[_Target],
+    backup_id: str,
+    workdir: Path,
+    *,
+    emit: Say,
+    many: bool,
+) -> list[_Target]:
+    """Every check of every host's part of the set, before anything changes anywhere; the
+    targets that have a part, each with its manifest and restored stack."""
+    if not backup.is_env_backup(env.name, backup_id):
+        raise ConfigError(
+            f"invalid backup id {backup_id!r} for environment {env.name!r}",
+            hint=f"`invoke backups --env {env.name}` lists them",
+        )
+    # The main host's part is required (every deploy and `invoke backup` takes it: fetch()
+    # says "no backup ..." without it); a bridge host's is not: one that did not change in the
+    # deploy, or did not exist yet, has none, and is left as it is.
+    members = []
+    for target in targets:
+        if target.part.role == "main" or _has_backup(target.view, target.runner, backup_id):
+            members.append(target)
+        else:
+            target.part.in_set = False
+            target.part.result = "not-in-set"
+    for index, target in enumerate(members):
+        try:
+            _check_host(target, backup_id, workdir / str(index), emit=emit, many=many)
+        except OpsError as exc:
+            raise _named(target, many, exc) from None
+    return members
+
+
+def _check_host(target: _Target, backup_id: str, workdir: Path, *, emit: Say, many: bool) -> None:
+    """Download and check one host's part (modules docstring, steps 1-5)."""
+    view, runner, part = target.view, target.runner, target.part
+    prefix = f"{part.label}: " if many else ""
+    workdir.mkdir(mode=0o700)
+    emit(f"{prefix}downloading backup {backup_id} from {runner.host}")
+    manifest, local = fetch(view, runner, backup_id, workdir)
+    part.release = manifest.release
+    emit(
+        f"{prefix}checking {manifest.archive_name} against its manifest "
+        f"({len(manifest.files)} entries)"
+    )
+    check_archive(local, manifest, accepted_roots(view, runner))
+    restored = read_restored_stack(local, manifest)
+    part.compose_files = restored.compose_names
+    emit(f"{prefix}checking GNU tar's listing of {manifest.archive_name} on {runner.host}")
+    check_host_archive(
+        runner, backup.archive_path(backup.backup_dir_of(view, runner), backup_id), manifest
+    )
+    target.manifest, target.stack = manifest, restored
+
+
+def _target_summary(target: _Target) -> list[str]:
+    assert target.manifest is not None and target.stack is not None  # checked
+    return _summary(target.view, target.runner, target.manifest, target.stack)
+
+
+def _restore_host(
+    target: _Target, report: RestoreReport, *, emit: Say, many: bool, safety_id: str
+) -> None:
+    """The changing part on one host (under the main host's lock)."""
+    assert target.manifest is not None and target.stack is not None  # checked
+    prefix = f"{target.part.label}: " if many else ""
+    try:
+        _apply(
+            target.view,
+            target.runner,
+            target.manifest,
+            target.stack,
+            target.part,
+            operation_id=report.operation_id,
+            emit=lambda line: emit(prefix + line),
+            safety_id=safety_id,
+        )
+    except OpsError as exc:
+        target.part.result = "failed"
+        raise _named(target, many, exc) from None
+    target.part.result = "restored"
+
+
+def _verify(
+    env: Environment,
+    targets: Sequence[_Target],
+    report: RestoreReport,
+    *,
+    verifier: Verifier | None,
+    timeout: float | None,
+    emit: Say,
+) -> None:
+    """The verify suite over every host of the environment, with the restored main `.env`."""
+    if verifier is None:
+        report.result = "restored"
+        return
+    emit("verifying the restored release")
+    main = targets[0]
+    restored_env = environment_of(env, main.stack.env_text) if main.stack is not None else env
+    report.verification = verifier(
+        restored_env,
+        {t.host: t.runner for t in targets},
+        timeout if timeout and timeout > 0 else env.deploy.verify.timeout,
+    )
+    report.result = "restored" if report.verification.ok else "restored-unverified"
+    if not report.verification.ok:
+        first = report.verification.failures[0]
+        report.error = f"verification failed ({first.id}: {first.observed})"
+
+
+def _where_it_stopped(report: RestoreReport) -> str:
+    """What a failed restore left behind: stopped stacks, restored hosts, the safety backup."""
+    text = ""
+    many = len(report.hosts) > 1
+    stopped = [p.label for p in report.hosts if p.stopped and p.result != "restored"]
+    if stopped:
+        text += (
+            f"; the stack is stopped on {', '.join(stopped)}" if many else "; the stack is stopped"
+        )
+    restored = [p.label for p in report.hosts if p.result == "restored"]
+    if many and restored:
+        text += f"; restored before that: {', '.join(restored)}"
+    if report.stopped and report.safety_backup_id:
+        text += f"; backup {report.safety_backup_id} holds the state before this restore"
+    return text
 
 
 def _summary(
@@ -587,16 +836,17 @@ def _apply(
     runner: Runner,
     manifest: backup.Manifest,
     stack: RestoredStack,
-    report: RestoreReport,
+    report: HostRestore,
     *,
+    operation_id: str,
     emit: Say,
-    safety_backup: bool,
+    safety_id: str,
 ) -> None:
-    """The changing part, under the lock."""
+    """The changing part on one host, under the lock. `safety_id`: the id the current state is
+    backed up under first ("" for none; one id for every host: the safety backup is a set too)."""
     directory = backup.backup_dir_of(env, runner)
     archive_file = backup.archive_path(directory, manifest.deploy_id)
-    if safety_backup and any(r.present for r in backup.resolve_roots(env, runner)):
-        safety_id = hoststate.new_deploy_id(env.name)
+    if safety_id and any(r.present for r in backup.resolve_roots(env, runner)):
         emit(f"safety backup {safety_id} of the current state")
         try:
             digests = backup.running_digests(env, runner)
@@ -634,7 +884,7 @@ def _apply(
     stale = _stale(runner, manifest)
     if stale:
         emit(f"removing {len(stale)} path(s) the backup does not have")
-        scratch = posixpath.join(directory, f".{report.operation_id}.remove")
+        scratch = posixpath.join(directory, f".{operation_id}.remove")
         _remove(runner, manifest, stale, scratch)
     report.removed = stale
     emit(f"extracting {len(manifest.files)} entries")
@@ -659,6 +909,7 @@ def _audit(env: Environment, runner: Runner, report: RestoreReport, stack_dir: s
         "to_release": report.release,
         "safety_backup_id": report.safety_backup_id,
         "removed": len(report.removed),
+        "hosts": {p.label: p.result for p in report.hosts},
         "result": report.result,
         "error": report.error,
     }

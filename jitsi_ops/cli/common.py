@@ -89,7 +89,14 @@ def connect(env: Environment, host: Host) -> SshRunner:
 @contextlib.contextmanager
 def main_host(env: Environment) -> Iterator[SshRunner]:
     """One SSH connection to the environment's main host for the whole task, always closed."""
-    runner = connect(env, env.deploy.main_host)
+    with one_host(env, env.deploy.main_host) as runner:
+        yield runner
+
+
+@contextlib.contextmanager
+def one_host(env: Environment, host: Host) -> Iterator[SshRunner]:
+    """One SSH connection to `host`, always closed."""
+    runner = connect(env, host)
     try:
         yield runner
     finally:
@@ -107,6 +114,22 @@ def bridge_hosts(env: Environment) -> Iterator[dict[Host, SshRunner]]:
     finally:
         for runner in runners.values():
             runner.close()
+
+
+def select_hosts(env: Environment, name: str) -> tuple[Host, ...]:
+    """Every host (main first) for "", else the one host `name` names: its label or address as
+    deploy.toml has it, or "main" for the main host. ConfigError listing the hosts otherwise."""
+    hosts = (env.deploy.main_host, *env.deploy.bridge_hosts)
+    if not name:
+        return hosts
+    for host in hosts:
+        if name in (host.label, host.address) or (name == "main" and host.role == "main"):
+            return (host,)
+    known = ", ".join(host.label for host in hosts)
+    raise ConfigError(
+        f"{env.name} has no host {name!r}",
+        hint=f"--host takes a host's address as deploy.toml names it, or 'main': {known}",
+    )
 
 
 def boundary(func: F) -> F:

@@ -12,7 +12,16 @@ from invoke.tasks import task
 from jitsi_ops import commands, fleet, hoststate, stack
 from jitsi_ops import deploy as pipeline
 from jitsi_ops import guard as guarding
-from jitsi_ops.cli.common import ENV_HELP, boundary, bridge_hosts, emit_json, load, main_host
+from jitsi_ops.cli.common import (
+    ENV_HELP,
+    boundary,
+    bridge_hosts,
+    emit_json,
+    load,
+    main_host,
+    one_host,
+    select_hosts,
+)
 from jitsi_ops.deploy import DeployReport
 from jitsi_ops.errors import OpsError
 from jitsi_ops.facts import gather, project_containers
@@ -312,24 +321,40 @@ def _host_status(view: Environment, runner: Runner) -> dict[str, Any]:
         "service": "only this service (web, prosody, jicofo, jvb, ...)",
         "since": "only newer than this (e.g. 10m, 2h, an RFC 3339 time)",
         "tail": "lines per service (default 200)",
+        "host": "only this host: its address as deploy.toml names it, or 'main' (default: every "
+        "host, each line prefixed by the host)",
     }
 )
 @boundary
-def logs(c: Context, env: str = "", service: str = "", since: str = "", tail: int = 200) -> None:
-    """Recent container logs of the stack (secrets scrubbed)."""
+def logs(
+    c: Context, env: str = "", service: str = "", since: str = "", tail: int = 200, host: str = ""
+) -> None:
+    """Recent container logs of the stack on every host, or --host one (secrets scrubbed)."""
     from jitsi_ops.environments import rendered_values  # noqa: PLC0415
     from jitsi_ops.secrets import scrub  # noqa: PLC0415
 
     loaded = load(c, env)
+    selected = [(h, loaded.for_host(h)) for h in select_hosts(loaded, host)]
     if service:
-        stack.check_service(loaded, service)
-    with main_host(loaded) as runner:
-        result = runner.run(
-            commands.compose_logs(stack.target_for(loaded), service, since, tail), timeout=120
-        )
-    text = scrub(result.stdout + result.stderr, rendered_values(loaded))
-    # A pipe or a file gets the text only: `ESC[2K` and colours are noise in a saved log.
-    sys.stdout.write(text if sys.stdout.isatty() else strip_terminal_codes(text))
+        having = [(h, view) for h, view in selected if service in stack.services(view)]
+        if not having:
+            # Names the service list of the (first) selected host in its error.
+            stack.check_service(selected[0][1], service)
+        selected = having
+    # The main host's values hold every secret a bridge host's .env could hold.
+    secrets = {**rendered_values(loaded)}
+    prefixed = len(select_hosts(loaded, "")) > 1 and not host
+    for target, view in selected:
+        with one_host(loaded, target) as runner:
+            result = runner.run(
+                commands.compose_logs(stack.target_for(view), service, since, tail), timeout=120
+            )
+        text = scrub(result.stdout + result.stderr, {**secrets, **rendered_values(view)})
+        if prefixed:
+            text = "".join(f"{target.label}: {line}" for line in text.splitlines(keepends=True))
+        # A pipe or a file gets the text only: `ESC[2K` and colours are noise in a saved log.
+        sys.stdout.write(text if sys.stdout.isatty() else strip_terminal_codes(text))
+        sys.stdout.flush()
 
 
 @task(help={"env": ENV_HELP})

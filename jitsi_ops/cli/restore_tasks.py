@@ -1,4 +1,5 @@
-"""`invoke restore`: put a backup back on the main host (see jitsi_ops.restore)."""
+"""`invoke restore` and `invoke rollback`: put a backup set back on every host that has its part
+(see jitsi_ops.restore)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from invoke.tasks import task
 
 from jitsi_ops import backup as backups_mod
 from jitsi_ops import restore as restoring
-from jitsi_ops.cli.common import ENV_HELP, boundary, emit_json, load, main_host
+from jitsi_ops.cli.common import ENV_HELP, boundary, bridge_hosts, emit_json, load, main_host
 from jitsi_ops.deploy import default_verifier
 from jitsi_ops.errors import ConfigError
 from jitsi_ops.output import TaskOutput
@@ -43,10 +44,37 @@ def _confirmation(out: TaskOutput, *, yes: bool, quiet: bool) -> restoring.Confi
     return (lambda _summary: False) if quiet else (lambda summary: _ask(out, summary))
 
 
+def _print_report(report: restoring.RestoreReport) -> None:
+    """The outcome, with a line per host when the environment has bridge hosts."""
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    if report.safety_backup_id:
+        print(f"the state before the restore is in backup {report.safety_backup_id}")
+    if len(report.hosts) > 1:
+        for part in report.hosts:
+            state = {"not-in-set": "not in this backup, left as it is"}.get(
+                part.result, part.result
+            )
+            release = f" ({part.release or 'release unknown'})" if part.in_set else ""
+            print(f"  {part.label}{release}: {state}")
+    if report.result == "restored":
+        verified = " (verified)" if report.verification is not None else ""
+        where = (
+            f" on {len(report.hosts) - len(report.not_in_set)} host(s)"
+            if len(report.hosts) > 1
+            else ""
+        )
+        print(
+            f"restored {report.backup_id} ({report.release or 'release unknown'}){where}{verified}"
+        )
+    else:
+        print(f"{report.result.upper()}: {report.error}")
+
+
 @task(
     help={
         "env": ENV_HELP,
-        "backup": "backup id to restore (see `invoke backups --env NAME`)",
+        "backup": "backup id to restore on every host that has it (see `invoke backups --env NAME`)",
         "yes": "do not ask for confirmation",
         "no_safety_backup": "skip the backup of the current state taken before restoring",
         "no_verify": "do not run the verify suite on the restored release",
@@ -65,7 +93,7 @@ def restore(
     timeout: float = 0.0,
     json: bool = False,
 ) -> None:
-    """Restore a backup: verify it, stop the stack, put CONFIG and the stack dir back, start it."""
+    """Restore a backup set on every host it has: check all, then stop, put back and start each."""
     if not backup:
         raise ConfigError("--backup is required", hint=f"`invoke backups --env {env}` lists them")
     _restore(
@@ -94,14 +122,11 @@ def _restore(
     """Shared by restore and rollback: run the restore, print or emit its report."""
     loaded = load(c, env)
     # Closed (live line gone) before the outcome below is printed.
-    with TaskOutput(sys.stdout, json=json) as out, main_host(loaded) as runner:
-        if loaded.deploy.bridge_hosts:
-            labels = ", ".join(h.label for h in loaded.deploy.bridge_hosts)
-            out.line(
-                f"note: this restores the main host only; the bridge hosts ({labels}) keep what "
-                f"they run: `invoke deploy --env {loaded.name}` with the restored release brings "
-                "them along"
-            )
+    with (
+        TaskOutput(sys.stdout, json=json) as out,
+        main_host(loaded) as runner,
+        bridge_hosts(loaded) as bridges,
+    ):
         if not backup:
             usable = [b for b in backups_mod.list_backups(loaded, runner) if not b.problem]
             if not usable:
@@ -122,19 +147,12 @@ def _restore(
             verifier=default_verifier if verify else None,
             timeout=timeout,
             say=out.progress,
+            bridges=bridges,
         )
     if json:
         emit_json(report.as_dict())
     else:
-        for warning in report.warnings:
-            print(f"warning: {warning}")
-        if report.safety_backup_id:
-            print(f"the state before the restore is in backup {report.safety_backup_id}")
-        if report.result == "restored":
-            verified = " (verified)" if report.verification is not None else ""
-            print(f"restored {report.backup_id} ({report.release or 'release unknown'}){verified}")
-        else:
-            print(f"{report.result.upper()}: {report.error}")
+        _print_report(report)
     if not report.ok:
         raise Exit(code=1)
 
@@ -157,5 +175,5 @@ def rollback(
     timeout: float = 0.0,
     json: bool = False,
 ) -> None:
-    """Go back to the state before the last deploy (or --to an older one), verified."""
+    """Go back to the state before the last deploy (or --to an older one) on every host it changed."""
     _restore(c, env, to, yes=yes, safety=True, verify=True, timeout=timeout, json=json)

@@ -78,11 +78,13 @@ class Reply:
 
 @dataclass(frozen=True)
 class ProbeOutcome:
-    """What every candidate did: answered, stayed silent, or was not probed (not UDP)."""
+    """What every candidate did: answered, stayed silent, or was not probed (not UDP), or was
+    left alone (an address participants are not meant to use)."""
 
     replies: tuple[Reply, ...]
     silent: tuple[Candidate, ...]
     skipped: tuple[Candidate, ...]
+    left_alone: tuple[Candidate, ...] = ()
 
 
 def _same(a: str, b: str) -> bool:
@@ -149,21 +151,38 @@ def _read_reply(
     )
 
 
+def _declared(
+    candidates: Sequence[Candidate], only: Sequence[str] | None
+) -> tuple[list[Candidate], list[Candidate]]:
+    """(candidates to probe, UDP candidates left alone because `only` does not name them)."""
+    if only is None:
+        return list(candidates), []
+    leave = [c for c in candidates if c.protocol == "udp" and not any(_same(c.ip, a) for a in only)]
+    return [c for c in candidates if c not in leave], leave
+
+
 def stun_probe(
     transport: IceTransport,
     *,
     tries: int = TRIES,
     interval: float = RETRANSMIT,
     clock: Callable[[], float] = time.monotonic,
+    only: Sequence[str] | None = None,
 ) -> ProbeOutcome:
     """Send Binding Requests to every UDP candidate (retransmitted `tries` times `interval`
-    apart, the same transaction each time) and collect the answers."""
+    apart, the same transaction each time) and collect the answers.
+
+    With `only`, candidates at other addresses are left alone: a bridge's container or LAN
+    addresses mean something else (or nothing) on the network jitsi-ops runs from, so packets
+    go only to the addresses the operator declared for participants.
+    """
     local_ufrag = random_string(8)
     tie_breaker = secrets.randbits(64)
     sockets: dict[int, socket.socket] = {}
     requests: list[tuple[Candidate, bytes, bytes, socket.socket]] = []
     skipped: list[Candidate] = []
-    for candidate in transport.candidates:
+    targets, left_alone = _declared(transport.candidates, only)
+    for candidate in targets:
         family = socket.AF_INET6 if ":" in candidate.ip else socket.AF_INET
         sock = _socket_for(family, sockets) if candidate.protocol == "udp" else None
         if sock is None:
@@ -200,6 +219,7 @@ def stun_probe(
         replies=tuple(replies.values()),
         silent=tuple(c for c, *_ in requests if c not in answered),
         skipped=tuple(skipped),
+        left_alone=tuple(left_alone),
     )
 
 
@@ -250,6 +270,7 @@ def diagnose(
             f"MESSAGE-INTEGRITY in {_ms(best.rtt)}"
             + (f"; also answered: {', '.join(extra)}" if extra else "")
             + (f"; no answer: {_list(outcome.silent)}" if outcome.silent else "")
+            + (f"; not probed: {_list(outcome.left_alone)}" if outcome.left_alone else "")
         )
     return _failure(mine, others, wanted, where=where, address_note=address_note)
 
@@ -378,8 +399,8 @@ def media_ice(facts: Facts, host: Host) -> CheckResult:
             raise
         except OpsError as exc:  # no way to reach the REST at all: waiting cannot help
             return failed(exc.message, exc.hint, final=True)
-        outcome = stun_probe(transport)
         expected = expected_addresses(facts, host)
+        outcome = stun_probe(transport, only=expected)
         result = diagnose(transport, outcome, expected, where=host.label)
         if result.status == "fail" and result.observed.startswith("no answer"):
             note = _address_note(facts, host, expected)
@@ -388,8 +409,7 @@ def media_ice(facts: Facts, host: Host) -> CheckResult:
         expired = _expire(rest, probe)
     if expired:
         return failed(
-            f"{result.observed if result.status != 'fail' else result.observed + ';'} and the "
-            f"probe conference {probe.name} could not be expired: {expired}",
+            f"{result.observed}; the probe conference {probe.name} could not be expired: {expired}",
             hint="the bridge expires idle conferences by itself after a while; see the jvb logs",
             final=True,
         )

@@ -8,6 +8,11 @@ the same run, on the same host, for the same upgrade. No timed assertions anywhe
 3. No-op redeploy: wall time and container restarts (goal < 5 s, 0).
 4. SSH connections opened per host per deploy (goal 1).
 
+Each figure comes twice: with the small stand-in images (a few MB above a base every host
+already has), and with "sized" stand-ins whose extra layer makes an upgrade pull what a real
+host pulls for the real images (tests/testbed/images.py: REAL_IMAGE_MB, and its note on where
+the sizes come from). `--sizes small|real|both` (default both) picks the passes.
+
 The host is the testbed's namespaced host jvb1 (its own sshd and dockerd): before every
 measured upgrade the target images are removed from its daemon, so each flow really pulls them
 from the registry, as on a production host (the sandbox's daemon built the images and would
@@ -17,6 +22,7 @@ checkout; nothing of it is published beyond the namespace's address.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import ssl
@@ -36,6 +42,7 @@ from jitsi_ops.environments import fill_secrets, rendered_values
 from jitsi_ops.settings import Environment, load_environment
 from jitsi_ops.ssh import SshRunner, connect
 from jitsi_ops.verify.hostside import loopback_get
+from tests.testbed import images
 from tests.testbed.provision import provision
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,8 +80,11 @@ def scratch_checkout(directory: Path) -> Path:
     return directory
 
 
-def bench_env(checkout: Path, release: str) -> Environment:
-    return load_environment("bench", checkout, environ={"JITSI_OPS_JITSI_IMAGE_VERSION": release})
+def bench_env(checkout: Path, release: str, *, sized: bool = False) -> Environment:
+    environ = {"JITSI_OPS_JITSI_IMAGE_VERSION": release}
+    if sized:
+        environ["JITSI_OPS_JITSI_IMAGE_REPO"] = f"{images.DEFAULT_REGISTRY}/{images.SIZED_REPO}"
+    return load_environment("bench", checkout, environ=environ)
 
 
 def https_up(cert: Path) -> bool:
@@ -200,7 +210,10 @@ def tear_down(env: Environment, probe: SshRunner) -> None:
     shutil.rmtree(ROOT, ignore_errors=True)
 
 
-def measure(env_old: Environment, env_new: Environment, probe: SshRunner, cert: Path) -> None:
+def measure(
+    env_old: Environment, env_new: Environment, probe: SshRunner, cert: Path, label: str
+) -> dict[str, float]:
+    """One pass of every figure; prints them and returns the ratios."""
     connections = counting_transports()
 
     reset(env_old, env_new, probe, cert)
@@ -234,6 +247,7 @@ def measure(env_old: Environment, env_new: Environment, probe: SshRunner, cert: 
     restarted = sum(1 for cid, at in container_starts(probe).items() if starts.get(cid) != at)
 
     print(f"\njitsi-ops deploy benchmark (testbed host jvb1, one run), upgrade {OLD} -> {NEW}")
+    print(f"  images: {label}")
     print("  phases: " + ", ".join(f"{name} {secs:.2f}s" for name, secs in phases.items()))
     print(f"  jitsi-ops deploy wall time          {ops_total:7.2f} s (gate {gate:.2f} s)")
     print(f"  jitsi-ops without the verify gate   {ops_no_gate:7.2f} s")
@@ -252,21 +266,60 @@ def measure(env_old: Environment, env_new: Environment, probe: SshRunner, cert: 
         f"restart(s) ({noop.result})   goal < 5 s, 0"
     )
     print(f"  SSH connections per host per deploy {ssh_per_deploy:7d}   goal 1")
+    return {
+        "deploy": ops_no_gate / raw_total,
+        "deploy_with_gate": ops_total / raw_total,
+        "unavailability": ratio,
+        "pull": phases.get("pull", 0.0),
+    }
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.bench_deploy")
+    parser.add_argument(
+        "--sizes",
+        choices=("small", "real", "both"),
+        default="both",
+        help="small: the stand-ins as they are; real: padded to the real images' compressed "
+        "sizes; both (default): one pass each",
+    )
+    return parser.parse_args()
 
 
 def main() -> None:
+    passes = {"small": [False], "real": [True], "both": [False, True]}[_arguments().sizes]
     provision(hosts=1, install_packages=False)
+    if True in passes:
+        timings = images.build_sized([OLD, NEW])
+        print("sized stand-ins: " + ", ".join(f"{k} {v:g}" for k, v in timings.items()))
+    results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="jitsi-ops-bench-") as scratch:
         checkout = scratch_checkout(Path(scratch))
         fill_secrets(bench_env(checkout, OLD))
-        env_old, env_new = bench_env(checkout, OLD), bench_env(checkout, NEW)
-        cert = Path(rendered_values(env_old)["CONFIG"]) / "storage/web/keys/cert.crt"
-        probe = connect(env_old, env_old.deploy.main_host)
-        try:
-            measure(env_old, env_new, probe, cert)
-        finally:
-            tear_down(env_old, probe)
-            probe.close()
+        for sized in passes:
+            env_old = bench_env(checkout, OLD, sized=sized)
+            env_new = bench_env(checkout, NEW, sized=sized)
+            cert = Path(rendered_values(env_old)["CONFIG"]) / "storage/web/keys/cert.crt"
+            probe = connect(env_old, env_old.deploy.main_host)
+            pulled = sum(images.upgrade_pull_mb(NEW).values())
+            label = (
+                f"sized to the real images' compressed sizes (an upgrade pulls {pulled} MB; "
+                "sizes: tests/testbed/images.py REAL_IMAGE_MB, ESTIMATES, see its note)"
+                if sized
+                else "small stand-ins (an upgrade pulls a few MB)"
+            )
+            try:
+                results["real" if sized else "small"] = measure(
+                    env_old, env_new, probe, cert, label
+                )
+            finally:
+                tear_down(env_old, probe)
+                probe.close()
+    if len(results) > 1:
+        print("\nsmall vs real sizes (same run)")
+        for key in ("deploy", "deploy_with_gate", "unavailability", "pull"):
+            small, real = results["small"][key], results["real"][key]
+            print(f"  {key:<18} small {small:7.2f}   real sizes {real:7.2f}")
 
 
 if __name__ == "__main__":

@@ -272,3 +272,79 @@ def containers_of_main() -> dict[str, tuple[str, str, str]]:
         ["docker", "inspect", *ids], capture_output=True, text=True, check=True
     ).stdout
     return by_service(json.loads(inspected))
+
+
+def main_jvb_image() -> str:
+    """The image the sandbox's own jvb container runs (the main host's dockerd)."""
+    listing = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "--filter",
+            f"label=com.docker.compose.project={PROJECT}",
+            "--filter",
+            "label=com.docker.compose.service=jvb",
+            "--format",
+            "{{.Image}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return listing.stdout.strip()
+
+
+def releases() -> tuple[str, str, str, str]:
+    """(main state.json release, main jvb image, jvb1 state.json release, jvb1 jvb image)."""
+    main_state = json.loads((MAIN_STACK / ".jitsi-ops" / "state.json").read_text())
+    bridge_state = json.loads((JVB1_STACK / ".jitsi-ops" / "state.json").read_text())
+    return (
+        main_state["release"],
+        main_jvb_image().rsplit(":", 1)[-1],
+        bridge_state["release"],
+        jvb1_containers()["jvb"][1].rsplit(":", 1)[-1],
+    )
+
+
+def test_rollback_and_restore_bring_back_every_host_and_logs_take_a_host(
+    two_hosts: Path,
+) -> None:
+    for release in (OLD, NEW):
+        deployed = deploy(two_hosts, release)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    bridge_env_new = (JVB1_STACK / ".env").read_bytes()
+
+    logs = run_invoke("logs", "--env", "sandbox", "--host", "jvb1", "--tail", "5", root=two_hosts)
+    assert logs.returncode == 0, logs.stdout + logs.stderr
+    services = {line.split("|", 1)[0].strip() for line in logs.stdout.splitlines() if "|" in line}
+    assert services and all(s.startswith("jvb") for s in services), logs.stdout
+    every = run_invoke("logs", "--env", "sandbox", "--tail", "2", root=two_hosts)
+    assert every.returncode == 0, every.stderr
+    prefixes = {line.split(": ", 1)[0] for line in every.stdout.splitlines() if ": " in line}
+    assert {"sandbox", "jvb1"} <= prefixes, every.stdout
+    unknown = run_invoke("logs", "--env", "sandbox", "--host", "jvb9", root=two_hosts)
+    assert unknown.returncode == 1 and "has no host 'jvb9'" in unknown.stderr, unknown.stderr
+
+    # The last deploy backed up both hosts under its id: rollback brings both back to OLD.
+    back = run_invoke("rollback", "--env", "sandbox", "--yes", "--json", root=two_hosts)
+    for value in secrets():
+        assert value not in back.stdout + back.stderr, "a secret value appeared in output"
+    assert back.returncode == 0, back.stdout + back.stderr
+    report = json.loads(back.stdout)
+    assert [(h["host"], h["result"]) for h in report["hosts"]] == [
+        ("sandbox", "restored"),
+        ("jvb1", "restored"),
+    ], report
+    assert releases() == (OLD, OLD, OLD, OLD), releases()
+    assert jicofo_bridges() == 2, "the restored bridges did not rejoin"
+
+    # The rollback's safety backup is a set too: restoring it brings both hosts to NEW again.
+    safety = report["safety_backup_id"]
+    assert (JVB1_BACKUPS / f"{safety}.tar.gz").exists(), sorted(JVB1_BACKUPS.iterdir())
+    again = run_invoke("restore", "--env", "sandbox", "--backup", safety, "--yes", root=two_hosts)
+    output = again.stdout + again.stderr
+    assert again.returncode == 0, output
+    assert f"restored {safety} ({NEW}) on 2 host(s) (verified)" in output, output
+    assert releases() == (NEW, NEW, NEW, NEW), releases()
+    assert (JVB1_STACK / ".env").read_bytes() == bridge_env_new

@@ -28,6 +28,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -584,6 +585,107 @@ def build_all(
                 log(f"pushed {pushed} image(s) to {registry}")
     timings["built"] = float(built)
     timings["pushed"] = float(pushed)
+    return timings
+
+
+# --------------------------------------------------------------------------------------------
+# Realistic sizes (bench only): the stand-ins plus one layer of incompressible bytes
+#
+# The stand-ins are a few MB above a shared base layer that every host already has, so an
+# upgrade between two stand-in releases pulls almost nothing, while a real host pulls the real
+# images' compressed layers. The bench (tests/bench/bench_deploy.py) therefore also deploys
+# "sized" stand-ins: <registry>/jitsi-sized/<service>:<tag>, each the stand-in image plus one
+# layer of pseudo-random bytes (gzip cannot shrink them), generated from a seed so the same
+# release always gets the same bytes (same layer digest: the registry keeps one copy and a
+# rebuild changes nothing). Normal e2e images stay small: only the bench builds these.
+
+SIZED_REPO = "jitsi-sized"
+PADDING_VERSION = "1"  # bump when the padding recipe changes
+_MB = 1_000_000  # Docker Hub's "Compressed size" column counts decimal MB
+# Compressed (amd64) sizes of the real images, in MB. SOURCE: no published figure could be
+# found from this machine (Docker Hub's and ghcr.io's tag pages, the docker-jitsi-meet issues
+# and docs were searched); these are ESTIMATES from the images' composition: jitsi/base is
+# debian:bookworm-slim (~28 MB compressed) + s6-overlay, tpl and tools (~45 MB in all);
+# jitsi/base-java adds an OpenJDK 17 headless JRE (~105 MB in all); web adds nginx, the
+# jitsi-meet web bundle and certbot; prosody adds prosody + Lua modules; jicofo and jvb add
+# their jars. Replace them by measured figures (`docker manifest inspect` on a connected
+# machine: sum of the layers' sizes) when available.
+REAL_IMAGE_MB: Mapping[str, Mapping[str, int]] = {
+    "stable-11146-2": {"web": 120, "prosody": 80, "jicofo": 145, "jvb": 150},
+    "stable-11031": {"web": 118, "prosody": 78, "jicofo": 143, "jvb": 148},
+}
+# Layers the real images share (pulled once per host per release): base under all four,
+# base-java under jicofo and jvb. Counted in the first image that has them (web, jicofo):
+# the padding of the four images adds up to the bytes a real host pulls for the release.
+SHARED_BASE_MB = 45
+SHARED_BASE_JAVA_MB = 105 - SHARED_BASE_MB
+
+
+def upgrade_pull_mb(release: str) -> dict[str, int]:
+    """MB each service's padding layer carries so that an upgrade to `release` pulls what a real
+    host pulls: every image's compressed size, the shared base layers once (a release rebuilds
+    them, so an upgrade pulls them too). stable-11146-1 borrows stable-11146-2's figures."""
+    sizes = REAL_IMAGE_MB["stable-11146-2" if release.startswith("stable-11146") else release]
+    return {
+        "web": sizes["web"],
+        "prosody": sizes["prosody"] - SHARED_BASE_MB,
+        "jicofo": sizes["jicofo"] - SHARED_BASE_MB,
+        "jvb": sizes["jvb"] - SHARED_BASE_MB - SHARED_BASE_JAVA_MB,
+    }
+
+
+def write_padding(path: Path, seed: str, size: int, chunk: int = 8 * 1024 * 1024) -> None:
+    """`size` pseudo-random bytes from `seed` (the same seed always gives the same file)."""
+    generator = random.Random(seed)  # filler bytes, not a secret
+    with path.open("wb") as handle:
+        left = size
+        while left > 0:
+            handle.write(generator.randbytes(min(chunk, left)))
+            left -= chunk
+    os.utime(path, (0, 0))  # a fixed mtime: the layer's tar (and digest) does not vary
+
+
+def sized_ref(registry: str, service: str, tag: str) -> str:
+    """<registry>/jitsi-sized/<service>:<tag>."""
+    return f"{registry}/{SIZED_REPO}/{service}:{tag}"
+
+
+def build_sized(
+    tags: Sequence[str],
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    registry: str = DEFAULT_REGISTRY,
+    log: Log = print,
+) -> dict[str, float]:
+    """Build (if changed) and push the sized stand-ins of `tags`; build_all() first (the normal
+    stand-ins are their bottom layers). Returns phase times plus the MB of padding per tag."""
+    timings = build_all(cache_dir, registry, log=log)
+    with _stopwatch(timings, "sized"), tempfile.TemporaryDirectory(prefix="standin-sized-") as tmp:
+        for tag in tags:
+            for service, megabytes in upgrade_pull_mb(tag).items():
+                source = f"{registry}/jitsi/{service}:{tag}"
+                target = sized_ref(registry, service, tag)
+                source_id = _run(["docker", "image", "inspect", "--format", "{{.Id}}", source])
+                seed = f"jitsi-ops-standin-padding/{PADDING_VERSION}/{service}/{tag}"
+                content = hashlib.sha256(
+                    f"{source_id.strip()}\0{seed}\0{megabytes}".encode()
+                ).hexdigest()
+                labels = _image_labels(target)
+                if labels is None or labels.get(HASH_LABEL) != content:
+                    context = Path(tmp) / f"{service}-{tag}"
+                    context.mkdir()
+                    write_padding(context / "padding.bin", seed, megabytes * _MB)
+                    (context / "Dockerfile").write_text(
+                        f"FROM {source}\nCOPY padding.bin /opt/standin-padding/padding.bin\n"
+                    )
+                    argv = ["docker", "build", "--quiet", "--force-rm", "--network", "none"]
+                    argv += ["--tag", target, "--label", f"{HASH_LABEL}={content}", str(context)]
+                    _run(argv, env=_docker_env(), timeout=600)
+                    shutil.rmtree(context)
+                    log(f"built {target} (+{megabytes} MB padding)")
+                if _needs_push(target):
+                    _run(["docker", "push", "--quiet", target], timeout=600)
+                    log(f"pushed {target}")
+            timings[f"padding MB {tag}"] = float(sum(upgrade_pull_mb(tag).values()))
     return timings
 
 

@@ -58,7 +58,9 @@ def test_logs_refuses_a_service_the_compose_set_does_not_have(
 def test_logs_of_one_service_passes_it_after_a_double_dash(
     scratch_repo: Path, host: RecordingRunner
 ) -> None:
-    code = run_task(deploy_tasks, scratch_repo, "logs", "--env", "example", "--service", "jvb")
+    code = run_task(
+        deploy_tasks, scratch_repo, "logs", "--env", "example", "--service", "jvb", "--host", "main"
+    )
     assert code == 0
     (call,) = compose_logs_calls(host)
     assert call[-2:] == ("--", "jvb"), call
@@ -72,7 +74,7 @@ def test_logs_strip_terminal_control_codes_when_not_on_a_terminal(
         "\x1b[2Kweb-1  | \x1b[1;32mstarted\x1b[0m\n\x1b]0;title\x07jvb-1  | ready\r\n",
         "\x1b[?25lprosody-1  | up\x1b[?25h\n",
     )
-    assert run_task(deploy_tasks, scratch_repo, "logs", "--env", "example") == 0
+    assert run_task(deploy_tasks, scratch_repo, "logs", "--env", "example", "--host", "main") == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out, repr(out)
     assert out == "web-1  | started\njvb-1  | ready\r\nprosody-1  | up\n", repr(out)

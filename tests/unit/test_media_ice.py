@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aioice import stun
@@ -178,6 +179,27 @@ def test_a_private_answer_does_not_excuse_a_silent_public_candidate(bridge: Resp
     assert "only 127.0.0.1" in result.observed, result.observed
 
 
+def test_only_the_declared_addresses_get_packets(bridge: Responder) -> None:
+    # The check passes `only=expected`: a container or LAN candidate of a remote bridge names
+    # some other machine on the operator's network, so it gets no packet at all.
+    public = Candidate("127.0.0.2", unused_port(), "srflx", "udp")
+    transport = IceTransport(UFRAG, PWD, (public, bridge.candidate("host")))
+    outcome = media.stun_probe(transport, interval=0.1, only=["127.0.0.2"])
+    assert bridge.requests == [], bridge.requests
+    assert outcome.left_alone == (bridge.candidate("host"),), outcome
+    result = media.diagnose(transport, outcome, ["127.0.0.2"], where="meet")
+    assert result.status == "fail" and result.observed.startswith("no answer from 127.0.0.2")
+
+
+def test_a_pass_names_the_candidates_left_alone(bridge: Responder) -> None:
+    private = Candidate("172.31.255.9", 10000, "host", "udp")
+    transport = IceTransport(UFRAG, PWD, (bridge.candidate(), private))
+    outcome = media.stun_probe(transport, only=["127.0.0.1"])
+    result = media.diagnose(transport, outcome, ["127.0.0.1"], where="meet")
+    assert result.status == "pass", result
+    assert "not probed: 172.31.255.9" in result.observed, result.observed
+
+
 def test_tcp_candidates_are_not_probed() -> None:
     transport = IceTransport(UFRAG, PWD, (Candidate("127.0.0.1", 4443, "host", "tcp"),))
     outcome = media.stun_probe(transport, interval=0.05)
@@ -280,10 +302,24 @@ def test_check_fails_and_still_expires_the_conference() -> None:
     assert rest.conferences == {}, "a failed probe left its conference behind"
 
 
+def test_a_probe_conference_that_cannot_be_expired_fails_the_check(bridge: Responder) -> None:
+    class Stubborn(FakeBridge):
+        def __call__(self, *args: Any, method: str, body: bytes | None) -> HttpAnswer:
+            if method == "PATCH":
+                return HttpAnswer(500, "Internal Server Error")
+            return super().__call__(*args, method=method, body=body)
+
+    env = sandbox()
+    rest = Stubborn([("127.0.0.1", bridge.port, "srflx")])
+    result = media.media_ice(facts_for(env, rest), env.deploy.main_host)
+    assert result.status == "fail" and "could not be expired: PATCH" in result.observed, result
+    assert "jitsi-ops-probe-" in result.observed, result
+
+
 def test_ctrl_c_during_the_probe_still_expires_the_conference(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def interrupted(_transport: IceTransport) -> media.ProbeOutcome:
+    def interrupted(_transport: IceTransport, **_options: object) -> media.ProbeOutcome:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(media, "stun_probe", interrupted)
