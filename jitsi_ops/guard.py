@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jitsi_ops import bridge_rest
+from jitsi_ops import bridge_rest, facts, hoststate
 from jitsi_ops.environments import rendered_values
 from jitsi_ops.errors import ConfigError, OpsError
 from jitsi_ops.runner import Runner
@@ -256,6 +256,14 @@ def check_policy(text: str) -> GuardPolicy:
     )
 
 
+def check_flags(policy: str, max_wait: str) -> None:
+    """--guard / --max-wait as given (empty: deploy.toml's); ConfigError when unusable."""
+    if policy:
+        check_policy(policy)
+    if max_wait:
+        parse_duration(max_wait)
+
+
 def clock_text(seconds: float) -> str:
     """`4m12s` (`45s` under a minute, `1h02m` from an hour)."""
     whole = max(0, int(seconds))
@@ -408,3 +416,38 @@ class ConferenceGuard:
             "nothing was changed",
             hint=hint,
         )
+
+
+def running_guarded(env: Environment, runners: Mapping[Host, Runner]) -> dict[str, tuple[str, ...]]:
+    """host label -> the guarded services running there now: what a step that stops and
+    starts the whole stack (restore, rollback) restarts."""
+    found = {}
+    for host, runner in runners.items():
+        containers = facts.gather(runner, facts.project_containers(env.deploy.project))
+        found[host.label] = tuple(
+            sorted({c.service for c in containers if c.service in GUARDED_SERVICES})
+        )
+    return found
+
+
+def audit_override(env: Environment, runner: Runner, record: GuardRecord, action: str) -> None:
+    """One audit line on the main host for a forced guard of a task that writes its own
+    record elsewhere (restore, rollback, apply): the counts it went over."""
+    if record.outcome != "forced" or record.overridden is None:
+        return
+    conferences, participants = record.overridden
+    hoststate.append_audit(
+        runner,
+        env.deploy.stack_dir,
+        {
+            "action": "guard",
+            "for": action,
+            "env": env.name,
+            "guard": {
+                "policy": record.policy,
+                "outcome": record.outcome,
+                "overridden": {"conferences": conferences, "participants": participants},
+            },
+        },
+        secret_values=rendered_values(env),
+    )

@@ -14,8 +14,11 @@ from jitsi_ops import deploy as pipeline
 from jitsi_ops import guard as guarding
 from jitsi_ops.cli.common import (
     ENV_HELP,
+    GUARD_HELP,
+    MAX_WAIT_HELP,
     boundary,
     bridge_hosts,
+    conference_guard,
     emit_json,
     load,
     main_host,
@@ -61,29 +64,6 @@ def _print_plans(report: DeployReport, dry_run: bool) -> None:
         if many:
             print(f"{label or 'main host'}:")
         print(plan.render_text(), end="")
-
-
-GUARD_HELP = (
-    "refuse|wait|force: what to do when the deploy would restart prosody, jicofo, web or a "
-    "bridge while meetings are live (default: [guard] policy of deploy.toml, else refuse)"
-)
-MAX_WAIT_HELP = (
-    "how long --guard wait waits for meetings to end, e.g. 900, 15m, 1h (default: [guard] max_wait)"
-)
-
-
-def conference_guard(
-    loaded: Environment,
-    runners: dict[Host, Runner],
-    policy: str = "",
-    max_wait: str = "",
-    action: str = "deploy",
-) -> guarding.ConferenceGuard:
-    """The guard of a task from its flags and deploy.toml's [guard] table."""
-    chosen = guarding.check_policy(policy) if policy else loaded.deploy.guard.policy
-    wait = guarding.parse_duration(max_wait) if max_wait else loaded.deploy.guard.max_wait
-    reader = guarding.LoadReader(loaded, runners)
-    return guarding.ConferenceGuard(chosen, wait, reader.read, action=action)
 
 
 def _print_load(report: DeployReport) -> None:
@@ -177,6 +157,7 @@ def deploy(
 ) -> None:
     """Upgrade safely: lock, preflight, plan, backup, pull, apply, verify, roll back on failure."""
     loaded = load(c, env)
+    guarding.check_flags(guard, max_wait)  # bad flags: refused before connecting
     with (
         TaskOutput(sys.stdout, json=json) as out,
         main_host(loaded) as runner,
