@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
-from jitsi_ops import backup, commands, facts, hoststate, lint, migrations, stack
+from jitsi_ops import backup, commands, facts, hoststate, lint, migrations, pool, stack
 from jitsi_ops import guard as guarding
 from jitsi_ops import plan as planning
 from jitsi_ops import rollback as undoing
@@ -681,28 +681,38 @@ class _Run:
         return runners
 
     def plan_bridges(self) -> str:
-        """Plan every bridge host from the (possibly migrated) environment; a detail suffix."""
-        details = []
-        for bridge in self.bridges:
-            bridge.env = self.env.for_host(bridge.host)
-            files = stack.stack_files(bridge.env)
-            values = rendered_values(bridge.env)
-            current = facts.gather_host_facts(
-                bridge.runner,
-                project=bridge.env.deploy.project,
-                stack_dir=bridge.env.deploy.stack_dir,
-                target_refs=planning.target_images(values, files).values(),
-            )
-            stack.refuse_foreign_services(bridge.env, current.containers, _deployed_files(current))
-            bridge.plan = planning.plan(values, files, current)
-            bridge.previous = snapshot(bridge.runner, bridge.env, current)
+        """Plan every bridge host from the (possibly migrated) environment, all at once (the
+        fleet's pool); a detail suffix."""
+        details = pool.on_all(
+            self.bridges,
+            self.plan_bridge,
+            parallel=self.env.deploy.fleet.parallel,
+            what="plan",
+            progress=self.progress,
+        )
+        for bridge in self.bridges:  # in host order, whatever order they finished in
+            assert bridge.plan is not None  # planned above
             self.report.bridge_plans[bridge.host.label] = bridge.plan
-            recreate = ", ".join(bridge.plan.services_to_recreate) or "none"
-            details.append(
-                f"{bridge.host.label}: "
-                + ("nothing to do" if bridge.plan.nothing_to_do else f"recreate: {recreate}")
-            )
         return "".join(f"; {d}" for d in details)
+
+    def plan_bridge(self, bridge: _BridgeRun) -> str:
+        """One bridge host's plan and snapshot; its detail."""
+        bridge.env = self.env.for_host(bridge.host)
+        files = stack.stack_files(bridge.env)
+        values = rendered_values(bridge.env)
+        current = facts.gather_host_facts(
+            bridge.runner,
+            project=bridge.env.deploy.project,
+            stack_dir=bridge.env.deploy.stack_dir,
+            target_refs=planning.target_images(values, files).values(),
+        )
+        stack.refuse_foreign_services(bridge.env, current.containers, _deployed_files(current))
+        bridge.plan = planning.plan(values, files, current)
+        bridge.previous = snapshot(bridge.runner, bridge.env, current)
+        recreate = ", ".join(bridge.plan.services_to_recreate) or "none"
+        return f"{bridge.host.label}: " + (
+            "nothing to do" if bridge.plan.nothing_to_do else f"recreate: {recreate}"
+        )
 
     def observe_load(self) -> str:
         """The live load into the report (when guarded); a plan detail suffix. Read after the
@@ -785,7 +795,21 @@ class _Run:
         return previous
 
     def backup_hosts(self, previous: Snapshot, changed_bridges: list[_BridgeRun]) -> str:
-        """A verified backup on the main host and on every bridge host that changes."""
+        """A verified backup on the main host and on every bridge host that changes, all at
+        once (the fleet's pool)."""
+        jobs: list[Callable[[], str]] = [functools.partial(self.backup_main, previous)]
+        jobs += [functools.partial(self.backup_bridge, b) for b in changed_bridges]
+        details = pool.on_all(
+            jobs,
+            lambda job: job(),
+            parallel=self.env.deploy.fleet.parallel,
+            what="backup",
+            progress=self.progress if changed_bridges else None,
+        )
+        return "; ".join(details)
+
+    def backup_main(self, previous: Snapshot) -> str:
+        """The main host's verified backup, then its pruning; the detail."""
         env, runner, report = self.env, self.runner, self.report
         manifest = backup.create_backup(
             env,
@@ -793,31 +817,30 @@ class _Run:
             report.deploy_id,
             release=previous.release,
             digests=backup.running_digests(env, runner),
-            progress=self.progress,
+            # Alone, the main host's backup tells its steps; among several, the pool counts.
+            progress=self.progress if not self.bridges else None,
         )
         report.backup_id = report.deploy_id
         pruned = backup.prune(env, runner, env.deploy.backup.keep, protect=[report.deploy_id])
-        detail = f"{manifest.deploy_id}" + (f", pruned {len(pruned)}" if pruned else "")
-        for bridge in changed_bridges:
-            if not any(root.present for root in backup.resolve_roots(bridge.env, bridge.runner)):
-                # Unlike the main host (whose stack dir the lock creates) a new bridge host
-                # has nothing at all yet.
-                detail += f"; {bridge.host.label}: nothing to back up (first deploy)"
-                continue
-            backup.create_backup(
-                bridge.env,
-                bridge.runner,
-                report.deploy_id,
-                release=bridge.previous.release if bridge.previous else None,
-                digests=backup.running_digests(bridge.env, bridge.runner),
-                progress=self.progress,
-            )
-            backup.prune(
-                bridge.env, bridge.runner, env.deploy.backup.keep, protect=[report.deploy_id]
-            )
-            bridge.backed_up = True
-            detail += f"; {bridge.host.label}: backed up"
-        return detail
+        return f"{manifest.deploy_id}" + (f", pruned {len(pruned)}" if pruned else "")
+
+    def backup_bridge(self, bridge: _BridgeRun) -> str:
+        """One changing bridge host's verified backup and pruning; its detail."""
+        env, report = self.env, self.report
+        if not any(root.present for root in backup.resolve_roots(bridge.env, bridge.runner)):
+            # Unlike the main host (whose stack dir the lock creates) a new bridge host
+            # has nothing at all yet.
+            return f"{bridge.host.label}: nothing to back up (first deploy)"
+        backup.create_backup(
+            bridge.env,
+            bridge.runner,
+            report.deploy_id,
+            release=bridge.previous.release if bridge.previous else None,
+            digests=backup.running_digests(bridge.env, bridge.runner),
+        )
+        backup.prune(bridge.env, bridge.runner, env.deploy.backup.keep, protect=[report.deploy_id])
+        bridge.backed_up = True
+        return f"{bridge.host.label}: backed up"
 
     def pipeline(self) -> None:
         """preflight -> plan -> backup -> pull -> migrate -> apply -> gate -> record (or rollback)."""
@@ -830,13 +853,26 @@ class _Run:
         )
         progress = self.progress
         with timeline.phase("preflight") as phase:
-            phase.detail = preflight(
-                env, runner, values, allow_unknown_release=self.allow_unknown_release
-            )
-            for bridge in self.bridges:
-                phase.detail += "; " + preflight_bridge(
-                    bridge.env, bridge.runner, bridge.host.label
+            # Every host at once (the fleet's pool): a host that fails or does not answer stops
+            # the run here, before anything changes anywhere.
+            checks: list[Callable[[], str]] = [
+                functools.partial(
+                    preflight, env, runner, values, allow_unknown_release=self.allow_unknown_release
                 )
+            ]
+            checks += [
+                functools.partial(preflight_bridge, b.env, b.runner, b.host.label)
+                for b in self.bridges
+            ]
+            phase.detail = "; ".join(
+                pool.on_all(
+                    checks,
+                    lambda check: check(),
+                    parallel=env.deploy.fleet.parallel,
+                    what="preflight",
+                    progress=progress if self.bridges else None,
+                )
+            )
         with timeline.phase("plan") as phase:
             previous = self.plan_main(phase)
             phase.detail += (
