@@ -154,7 +154,7 @@ def test_guard_refuses_waits_and_forces_and_the_bridge_rolls_drained(two_hosts: 
     refused = deploy(two_hosts, NEW)
     output = refused.stdout + refused.stderr
     assert refused.returncode == 1, output
-    assert "1 conference(s), 1 participant(s) live" in output, output
+    assert "participant(s) live" in output, output
     assert "jvb1 jvb: 1 conference(s), 1 participant(s)" in output, output
     assert "nothing was changed" in output and "--guard wait" in output, output
     assert jvb1_containers() == bridge_before, "a refused deploy touched jvb1"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import platform
 import signal
+import time
 
 from jitsi_standin.common import (
     ALL_INTERFACES,
@@ -37,6 +38,7 @@ from jitsi_standin.httpd import Response, serve
 from jitsi_standin.xmpp import COLIBRI_NS, BrewerySession, configure_logging
 
 COMPONENT = "jicofo"
+STALE_AFTER = 20.0  # seconds without a bridge presence (bridges re-send theirs every 5 s)
 
 
 class Focus:
@@ -64,9 +66,12 @@ class Focus:
     def bridges(self) -> dict[str, dict[str, str]]:
         """nick -> stats of every bridge in the brewery (occupants with colibri stats)."""
         found: dict[str, dict[str, str]] = {}
+        now = time.monotonic()
         for nick, stats in self.session.occupants.items():
             if nick == self.session.nick or stats is None:
                 continue
+            if now - self.session.seen.get(nick, now) > STALE_AFTER:
+                continue  # gone without leaving (killed): lost, as the real jicofo decides
             found[nick] = {
                 s.get("name", ""): s.get("value", "") for s in stats.iter(f"{{{COLIBRI_NS}}}stat")
             }

@@ -51,6 +51,7 @@ from jitsi_standin.httpd import Response, serve
 from jitsi_standin.xmpp import COLIBRI_NS, BrewerySession, configure_logging
 
 COMPONENT = "jvb"
+STATS_INTERVAL = 5.0
 
 
 class Bridge:
@@ -235,10 +236,20 @@ async def main() -> None:
     if bridge.broken:
         log(COMPONENT, "STAND-IN BROKEN RELEASE: this bridge will never join the brewery")
     task = asyncio.create_task(bridge.session.run_forever())
+
+    async def announce() -> None:
+        # Like the real bridge, which re-sends its stats to the brewery periodically: jicofo
+        # keeps its load current and notices a bridge that is gone without leaving.
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            bridge.session.send_presence_update()
+
+    announcer = asyncio.create_task(announce())
     await stop
     bridge.session.leave()
     server.close()
     task.cancel()
+    announcer.cancel()
 
 
 def _write_rendered_config(bridge: Bridge) -> None:
