@@ -378,3 +378,19 @@ def test_not_confirmed_at_the_prompt_changes_nothing(seed: Seed) -> None:
     assert shown and shown[0].plan is not None, "the question comes after the plan"
     assert report.result == "failed" and "not confirmed" in report.error, report.error
     assert seed.host_tree() == before
+
+
+def test_a_port_that_does_not_speak_http_is_reported_not_raised() -> None:
+    import http.client  # noqa: PLC0415
+
+    def garbage(method: str, path: str, body: bytes | None) -> bridge_rest.Answer:
+        raise http.client.BadStatusLine("SSH-2.0-OpenSSH_9.2")
+
+    load = guarding_read(garbage)
+    assert load.error == "BadStatusLine", load
+
+
+def guarding_read(request: bridge_rest.Request) -> HostLoad:
+    from jitsi_ops.guard import read_bridge  # noqa: PLC0415
+
+    return read_bridge("jvb1", request)
