@@ -84,6 +84,9 @@ class BridgeStep:
     gate_env: Environment  # the environment the gate verifies
     apply: Callable[[], str]
     running: bool = True  # a bridge runs there now (else there is nothing to drain)
+    # The running bridge's REST port (its deployed .env's JVB_COLIBRI_PORT) when known: the
+    # target's may differ, and drain must reach the bridge that runs.
+    running_port: int | None = None
 
 
 class Roll(Protocol):
@@ -981,6 +984,7 @@ class _Run:
                         env,
                         functools.partial(self.apply_bridge, b),
                         running=bool(b.previous and b.previous.image_ids),
+                        running_port=_colibri_port(b.previous),
                     )
                     for b in changed_bridges
                 ]
@@ -1118,6 +1122,15 @@ class _Run:
         if not result.ok:
             first = result.verification.failures[0]
             result.error = f"{first.id} on {first.host}: {first.observed}"
+
+
+def _colibri_port(previous: Snapshot | None) -> int | None:
+    """JVB_COLIBRI_PORT of the .env a host runs (None: no .env, or unset)."""
+    if previous is None or ".env" not in previous.files:
+        return None
+    values = parse_env(previous.files[".env"].decode(), "host .env")
+    text = values.get("JVB_COLIBRI_PORT", "").strip()
+    return int(text) if text.isdigit() else 8080
 
 
 def _deployed_files(current: facts.HostFacts) -> tuple[str, ...]:

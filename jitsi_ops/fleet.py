@@ -72,8 +72,9 @@ def drained(
     """Drain on for the block, off again however it ends (KeyboardInterrupt included)."""
     try:
         rest.set_drain(True)
-    except (OpsError, OSError, TimeoutError) as exc:
-        raise DrainError(f"{label}: drain could not be enabled: {exc}") from None
+    except Exception as exc:
+        what = str(exc) if isinstance(exc, OpsError | OSError) else exc.__class__.__name__
+        raise DrainError(f"{label}: drain could not be enabled: {what}") from None
     note(label, "drain on", "")
     try:
         yield
@@ -81,7 +82,7 @@ def drained(
         with shielded():
             try:
                 rest.set_drain(False)
-            except (OpsError, OSError, TimeoutError) as exc:
+            except Exception as exc:
                 # Said, not raised: it must not hide why the block ended. A recreated bridge
                 # container starts undrained anyway.
                 note(label, "drain stuck", f"could not lift drain: {exc}")
@@ -119,10 +120,9 @@ class RollingUpgrade:
         self.events.append(RollEvent(host, what, self.clock() - self._started, detail))
 
     def request(self, step: BridgeStep) -> bridge_rest.Request:
-        """Requests to the step's bridge REST."""
-        return guarding.host_request(
-            step.runner, guarding.bridge_port(step.env), transport=self.transport
-        )
+        """Requests to the REST of the bridge that runs on the step's host now."""
+        port = step.running_port or guarding.bridge_port(step.env)
+        return guarding.host_request(step.runner, port, transport=self.transport)
 
     def __call__(self, steps: Sequence[BridgeStep], progress: Progress) -> str:
         """Run the steps in order, `batch` at a time; a one-line summary. Raises on the first
