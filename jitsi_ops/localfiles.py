@@ -29,13 +29,18 @@ def fsync_dir(directory: Path) -> None:
 
 def write_atomic(path: Path, text: str, mode: int) -> None:
     """Replace `path` with `text` (UTF-8) at `mode`: all or nothing, durable once this returns."""
+    write_atomic_bytes(path, text.encode("utf-8"), mode)
+
+
+def write_atomic_bytes(path: Path, data: bytes, mode: int) -> None:
+    """Replace `path` with `data` at `mode`: all or nothing, durable once this returns."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp creates the file O_EXCL at 0600, so it is never briefly readable by others.
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
+            handle.write(data)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())

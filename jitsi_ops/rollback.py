@@ -22,7 +22,6 @@ import contextlib
 import os
 import posixpath
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from jitsi_ops import commands, facts, stack
+from jitsi_ops import commands, facts, localfiles, stack
 from jitsi_ops.envfile import parse_env
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment
@@ -226,31 +225,9 @@ class LocalFiles:
             if item.data is None:
                 item.path.unlink(missing_ok=True)
             else:
-                write_atomically(item.path, item.data, item.mode)
+                localfiles.write_atomic_bytes(item.path, item.data, item.mode)
             written.append(item.path)
         return written
-
-
-def write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Replace `path` with `data` at `mode`: a private temporary file in the same directory,
-    flushed to disk before the rename, the directory flushed after it. A crash leaves the old
-    file or the new one, never a mix or an empty file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 # --- Ctrl-C while rolling back -------------------------------------------------------------------
