@@ -31,7 +31,7 @@ from jitsi_ops import plan as planning
 from jitsi_ops import rollback as undoing
 from jitsi_ops.envfile import Entry, parse_env
 from jitsi_ops.environments import rendered_values
-from jitsi_ops.errors import OpsError, PreflightError
+from jitsi_ops.errors import OpsError, PreflightError, VerifyFailed
 from jitsi_ops.rollback import UP_TIMEOUT, Snapshot
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment, Host, Layer, local_user
@@ -91,6 +91,9 @@ class BridgeStep:
 
 class Roll(Protocol):
     """Upgrades the bridge hosts' steps (fleet.RollingUpgrade), raising at the first failure."""
+
+    # The step gate that stopped the roll, when one did (it is then the deploy's verification).
+    failed_gate: VerifyReport | None
 
     def __call__(self, steps: Sequence[BridgeStep], progress: Progress) -> str:
         """Run the steps; a one-line detail."""
@@ -446,6 +449,8 @@ def apply_target(
     previous: Snapshot,
     recreate: Sequence[str] = (),
     progress: Progress = None,
+    *,
+    hold: Sequence[str] = (),
 ) -> str:
     """Prepare CONFIG, upload the target set, drop compose files no longer used, `up -d`.
 
@@ -453,6 +458,9 @@ def apply_target(
     other recreated container (the backends it depends on, the whiteboard that depends on
     it) has been replaced, keeping HTTPS down all that time. So the backends come up first,
     then web on its own, then the rest: HTTPS is down only for web's own restart.
+
+    Services in `hold` keep running as they are (the main host's jvb, which the rolling upgrade
+    drains and recreates in its own step, with a full `up -d`).
     """
     say = progress or (lambda _message: None)
     config = stack.prepare_config_dirs(env, runner)
@@ -463,7 +471,7 @@ def apply_target(
         runner.run(["rm", "-f", "--", *(posixpath.join(env.deploy.stack_dir, n) for n in stale)])
     target = stack.target_for(env)
     front = {FRONT_SERVICE, *stack.dependents(env, FRONT_SERVICE)}
-    behind = [s for s in recreate if s not in front]
+    behind = [s for s in recreate if s not in front and s not in hold]
     detail = f"CONFIG {config}; uploaded {', '.join(uploaded)}"
     if FRONT_SERVICE in recreate:
         steps = [behind] if behind else []
@@ -474,6 +482,11 @@ def apply_target(
             runner.run(commands.compose_up_only(target, services), timeout=UP_TIMEOUT)
         if steps:
             detail += "; in order: " + " | ".join(", ".join(step) for step in steps) + " | rest"
+    if hold:
+        rest = [s for s in stack.services(env) if s not in hold]
+        say(f"starting the stack but {', '.join(hold)} (docker compose up -d)")
+        runner.run(commands.compose_up_only(target, rest), timeout=UP_TIMEOUT)
+        return detail + f"; {', '.join(hold)} held for its drained step"
     say("starting the stack (docker compose up -d)")
     runner.run(commands.compose_up(target), timeout=UP_TIMEOUT)
     return detail
@@ -738,14 +751,46 @@ class _Run:
                 phase.detail = self.report.guard.detail()
 
     def recreations(self) -> dict[str, tuple[str, ...]]:
-        """host label -> the services this run recreates there (what the guard judges)."""
+        """host label -> the services this run recreates there (what the guard judges).
+
+        A running bridge that the rolling upgrade drains is left out: its own meetings are
+        waited for in its step (up to max wait, then the policy), not here."""
         main_plan = self.report.plan
         assert main_plan is not None  # planned
-        found = {self.env.deploy.main_host.label: tuple(main_plan.services_to_recreate)}
+        held = self.held_for_roll()
+        found = {
+            self.env.deploy.main_host.label: tuple(
+                s for s in main_plan.services_to_recreate if s not in held
+            )
+        }
         for bridge in self.bridges:
             if bridge.plan is not None:
-                found[bridge.host.label] = tuple(bridge.plan.services_to_recreate)
+                drained = self.roll is not None and bool(
+                    bridge.previous and bridge.previous.image_ids
+                )
+                found[bridge.host.label] = tuple(
+                    s for s in bridge.plan.services_to_recreate if not (drained and s == "jvb")
+                )
         return found
+
+    def held_for_roll(self) -> tuple[str, ...]:
+        """("jvb",) when the main host's running bridge is upgraded in the roll, drained like
+        the bridge hosts' (there are bridge hosts to take its meetings), else ()."""
+        main_plan = self.report.plan
+        if self.roll is None or not self.bridges or main_plan is None:
+            return ()
+        running_and_changed = any(
+            c.service == "jvb" and c.action == "recreate" for c in main_plan.service_changes
+        )
+        return ("jvb",) if running_and_changed else ()
+
+    def apply_held(self, held: Sequence[str]) -> str:
+        """The main host's step of the roll: `up -d` for what apply_target held back."""
+        progress = self.progress
+        if progress:
+            progress(f"{self.env.deploy.main_host.label}: starting {', '.join(held)}")
+        self.runner.run(commands.compose_up(stack.target_for(self.env)), timeout=UP_TIMEOUT)
+        return f"{', '.join(held)} up"
 
     def probe_media(self, env: Environment, previous: Snapshot) -> str:
         """media.ice before the change, when something runs; a plan detail suffix."""
@@ -963,9 +1008,10 @@ class _Run:
                     phase.detail += f"; rewrote {', '.join(written)}"
         else:
             timeline.skip("migrate", "no migrations")
+        held = self.held_for_roll()
         with timeline.phase("apply") as phase:
             phase.detail = apply_target(
-                env, runner, previous, main_plan.services_to_recreate, progress
+                env, runner, previous, main_plan.services_to_recreate, progress, hold=held
             )
             if self.roll is None:
                 for bridge in changed_bridges:
@@ -973,9 +1019,25 @@ class _Run:
                     phase.detail += f"; {bridge.host.label}: up"
             elif changed_bridges:
                 phase.detail += "; bridge hosts next, one drained step each"
-        if self.roll is not None and changed_bridges:
+        if self.roll is not None and (changed_bridges or held):
             with timeline.phase("roll") as phase:
-                steps = [
+                main_host = env.deploy.main_host
+                steps = (
+                    [
+                        BridgeStep(
+                            main_host.label,
+                            main_host,
+                            runner,
+                            env,
+                            env,
+                            functools.partial(self.apply_held, held),
+                            running_port=_colibri_port(previous),
+                        )
+                    ]
+                    if held
+                    else []
+                )
+                steps += [
                     BridgeStep(
                         b.host.label,
                         b.host,
@@ -990,6 +1052,14 @@ class _Run:
                 ]
                 try:
                     phase.detail = self.roll(steps, progress)
+                except VerifyFailed as exc:
+                    failed = self.roll.failed_gate
+                    if failed is not None:
+                        report.verification = failed
+                        phase.detail = exc.message + mediapath.gate_note(
+                            report.media_before, failed
+                        )
+                    raise
                 finally:
                     report.roll = self.roll.journal()
         with timeline.phase("gate") as phase:

@@ -109,6 +109,7 @@ class RollingUpgrade:
     sleep: Callable[[float], None] = time.sleep
     interval: float = guarding.WAIT_INTERVAL
     events: list[RollEvent] = field(default_factory=list)
+    failed_gate: VerifyReport | None = None
     _started: float = 0.0
 
     def journal(self) -> list[dict[str, Any]]:
@@ -182,6 +183,7 @@ class RollingUpgrade:
         runners = {main_host: main_runner, step.host: step.runner}
         report = self.verifier(step.gate_env, runners, self.gate_timeout)
         if not report.ok:
+            self.failed_gate = report
             first = report.failures[0]
             self.note(step.label, "failed", f"{first.id}: {first.observed}")
             raise VerifyFailed(

@@ -4,9 +4,12 @@ an error, Ctrl-C), the roll stopping at a failing bridge with the later ones unt
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +21,7 @@ from jitsi_ops.runner import RecordingRunner, Runner
 from jitsi_ops.settings import Environment, Host, load_environment
 from jitsi_ops.verify.hostside import HttpAnswer
 from jitsi_ops.verify.model import Outcome, VerifyReport
+from tests.unit.test_deploy_rollback import Seed, as_root
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -166,6 +170,9 @@ def test_a_bridge_failing_its_gate_stops_the_roll_with_drain_lifted(env: Environ
     assert bridges.journal[-2:] == ["jvb2 gate", "jvb2 drain off"], bridges.journal
     assert not [line for line in bridges.journal if line.startswith("jvb3")], "jvb3 was touched"
     assert bridges.drain == {"jvb1": False, "jvb2": False}
+    # The failing step's report is what the deploy reports as its verification.
+    assert roll.failed_gate is not None and not roll.failed_gate.ok
+    assert [f.observed for f in roll.failed_gate.failures] == ["1 < 3"], roll.failed_gate
 
 
 @pytest.mark.parametrize(
@@ -212,3 +219,61 @@ def test_a_bridge_that_refuses_drain_is_not_upgraded(env: Environment) -> None:
     with pytest.raises(Exception, match="jvb1: drain could not be enabled"):
         roller(env, bridges, Gate(bridges))(steps(env, bridges, ["jvb1"], {}), None)
     assert bridges.journal == [], bridges.journal
+
+
+# --- the main host's bridge in the roll (deploy pipeline, recording hosts) ---------------------
+
+
+@dataclass
+class RecordingRoll:
+    """A Roll that applies every step in order and records what it was given."""
+
+    given: list[tuple[str, bool]] = field(default_factory=list)
+    failed_gate: VerifyReport | None = None
+
+    def __call__(self, steps: Sequence[pipeline.BridgeStep], progress: pipeline.Progress) -> str:
+        del progress
+        for step in steps:
+            self.given.append((step.label, step.running))
+            step.apply()
+        return f"{len(steps)} step(s)"
+
+    def journal(self) -> list[dict[str, Any]]:
+        return [{"host": label, "what": "applied"} for label, _ in self.given]
+
+
+@as_root
+def test_the_main_hosts_bridge_is_held_out_of_the_apply_and_rolled_first(
+    tmp_path: Path, scratch_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed = Seed(tmp_path, scratch_repo, bridge=True)
+    planned = pipeline.planning.plan
+
+    def running_jvb(*args: Any, **kwargs: Any) -> Any:
+        # The recording host runs no container: say the main host's jvb runs (and changes).
+        found = planned(*args, **kwargs)
+        changes = tuple(
+            dataclasses.replace(c, action="recreate") if c.service == "jvb" else c
+            for c in found.service_changes
+        )
+        return dataclasses.replace(found, service_changes=changes)
+
+    monkeypatch.setattr(pipeline.planning, "plan", running_jvb)
+    roll = RecordingRoll()
+    report = pipeline.deploy(
+        seed.env,
+        seed.main,
+        verifier=seed.verifier,
+        bridges={seed.env.deploy.bridge_hosts[0]: seed.bridge},
+        roll=roll,
+    )
+    assert report.result == "deployed", (report.result, report.error)
+    assert [label for label, _ in roll.given] == ["meet", "jvb2"], roll.given
+    main_ups = [c for c in seed.main.calls if c[:2] == ("docker", "compose") and "up" in c]
+    # Every `up` of the apply names its services and leaves jvb out; the roll's step is the
+    # full `up -d` that brings the main host's jvb to the new release.
+    *apply_ups, step_up = main_ups
+    assert apply_ups and all("jvb" not in c and "--" in c for c in apply_ups), apply_ups
+    assert "--remove-orphans" in step_up, step_up
+    apply_phase = next(p for p in report.phases if p.name == "apply")
+    assert "jvb held for its drained step" in apply_phase.detail, apply_phase.detail

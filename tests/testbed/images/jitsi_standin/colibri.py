@@ -15,6 +15,10 @@ what is faithful and what is not):
   when its USERNAME's first part is a live ufrag and its MESSAGE-INTEGRITY validates with that
   endpoint's pwd; the Binding Success carries XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY (same key)
   and FINGERPRINT. Anything else is dropped silently.
+- expiry of idle entities, as the real bridge's ``videobridge.entity-expiration`` (timeout 1
+  minute): an endpoint with no valid connectivity check (nor colibri2 request) for that long
+  is expired, and a conference without endpoints idle as long goes with it. A participant's
+  browser keeps its endpoint alive with ICE consent checks; a test's "live meeting" sends them.
 STUN encoding comes from aioice (a maintained implementation), as in the product's probe.
 """
 
@@ -25,6 +29,7 @@ import json
 import secrets
 import socket
 import string
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +39,7 @@ from jitsi_standin.common import env, env_bool
 from jitsi_standin.httpd import Response
 
 PREFIX = "/colibri/v2/conferences"
+EXPIRE_AFTER = 60.0  # videobridge.entity-expiration.timeout of the real bridge
 _ICE_CHARS = string.ascii_letters + string.digits
 
 
@@ -48,6 +54,7 @@ class Endpoint:
     id: str
     ufrag: str = field(default_factory=lambda: _token(14))
     pwd: str = field(default_factory=lambda: _token(26))
+    active_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -57,6 +64,7 @@ class Conference:
     meeting_id: str
     name: str
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    active_at: float = field(default_factory=time.monotonic)
 
 
 def _container_addresses() -> list[str]:
@@ -113,6 +121,19 @@ class Colibri:
                     return endpoint
         return None
 
+    def expire_idle(self, now: float | None = None) -> None:
+        """Expire endpoints, then empty conferences, idle for EXPIRE_AFTER seconds."""
+        now = time.monotonic() if now is None else now
+        for meeting_id, conference in list(self.conferences.items()):
+            for endpoint_id, endpoint in list(conference.endpoints.items()):
+                if now - endpoint.active_at > EXPIRE_AFTER:
+                    del conference.endpoints[endpoint_id]
+                    conference.active_at = max(conference.active_at, endpoint.active_at)
+                    self.log(f"endpoint {endpoint_id} expired (no activity)")
+            if not conference.endpoints and now - conference.active_at > EXPIRE_AFTER:
+                del self.conferences[meeting_id]
+                self.log(f"conference {conference.name or meeting_id} expired (no activity)")
+
     # ---- REST ------------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, body: bytes) -> Response:  # noqa: PLR0911
@@ -160,6 +181,7 @@ class Colibri:
             self.log(f"conference {conference.name or meeting_id} created")
         elif conference is None:
             return Response.text("Failed to create conference: Conference not found\n", 400)
+        conference.active_at = time.monotonic()
         answered: list[dict[str, Any]] = []
         for item in request.get("endpoints", []) or []:
             if not isinstance(item, dict) or not item.get("id"):
@@ -174,6 +196,8 @@ class Colibri:
                 answered.append(self._endpoint_json(endpoint))
             elif endpoint_id not in conference.endpoints:
                 return Response.text(f"Failed: unknown endpoint {endpoint_id}\n", 400)
+            else:
+                conference.endpoints[endpoint_id].active_at = time.monotonic()
         if request.get("expire") is True:
             del self.conferences[meeting_id]
             self.log(f"conference {conference.name or meeting_id} expired")
@@ -249,6 +273,7 @@ class Colibri:
             return None
         if "FINGERPRINT" not in request.attributes:
             return None
+        endpoint.active_at = time.monotonic()
         response = stun.Message(
             stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=request.transaction_id
         )

@@ -244,12 +244,20 @@ async def main() -> None:
             await asyncio.sleep(STATS_INTERVAL)
             bridge.session.send_presence_update()
 
+    async def expire() -> None:
+        # The real bridge's expire thread (entity-expiration.check-interval; shorter here).
+        while True:
+            await asyncio.sleep(10)
+            bridge.colibri.expire_idle()
+
     announcer = asyncio.create_task(announce())
+    expirer = asyncio.create_task(expire())
     await stop
     bridge.session.leave()
     server.close()
     task.cancel()
     announcer.cancel()
+    expirer.cancel()
 
 
 def _write_rendered_config(bridge: Bridge) -> None:
