@@ -16,7 +16,7 @@ from jitsi_ops.verify.media import binding_request
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testbed" / "images"))
 
-from jitsi_standin.colibri import EXPIRE_AFTER, Colibri  # noqa: E402
+from jitsi_standin.colibri import EXPIRE_AFTER, Colibri
 
 
 def _conference(colibri: Colibri) -> tuple[bridge_rest.ProbeConference, bridge_rest.IceTransport]:
