@@ -34,12 +34,14 @@ from jitsi_ops.verify.suite import verify as run_verify
 # What "this bridge is back" means: jicofo counts it as operational, media reaches it, and the
 # host runs the pinned images.
 STEP_GATE = ("conference.bridges", "media.ice", "host.containers", "host.images")
-StepVerifier = Callable[[Environment, Mapping[Host, Runner], float], VerifyReport]
+StepVerifier = Callable[[Environment, Mapping[Host, Runner], float, int], VerifyReport]
 
 
-def step_verifier(env: Environment, runners: Mapping[Host, Runner], timeout: float) -> VerifyReport:
-    """The per-step gate: STEP_GATE's checks on the hosts given."""
-    return run_verify(env, runners, only=STEP_GATE, timeout=timeout)
+def step_verifier(
+    env: Environment, runners: Mapping[Host, Runner], timeout: float, bridges: int
+) -> VerifyReport:
+    """The per-step gate: STEP_GATE's checks on the hosts given; jicofo must count `bridges`."""
+    return run_verify(env, runners, only=STEP_GATE, timeout=timeout, expected_bridges=bridges)
 
 
 class DrainError(OpsError):
@@ -133,6 +135,10 @@ class RollingUpgrade:
         done: list[str] = []
         for start in range(0, len(steps), self.batch):
             batch = steps[start : start + self.batch]
+            # Bridges jicofo can count once this batch is up: every JVB host but those whose
+            # first bridge comes in a later batch (an upgrade: all of them).
+            later_first = sum(1 for s in steps[start + self.batch :] if not s.running)
+            bridges = len(self.env.deploy.hosts) - later_first
             with contextlib.ExitStack() as stack:
                 # A host with no bridge running yet (its first deploy) has nothing to drain.
                 live = [step for step in batch if step.running]
@@ -143,7 +149,7 @@ class RollingUpgrade:
                 for step in live:
                     self.wait_drained(step, say)
                 for step in batch:
-                    self.apply_and_gate(step, say)
+                    self.apply_and_gate(step, say, bridges)
             done.extend(step.label for step in batch)
         return f"{len(done)} bridge host(s) one batch of {self.batch} at a time: {', '.join(done)}"
 
@@ -174,14 +180,15 @@ class RollingUpgrade:
             return
         self.note(step.label, "drained", record.detail())
 
-    def apply_and_gate(self, step: BridgeStep, say: Callable[[str], None]) -> None:
-        """Apply the step's host, then its gate; VerifyFailed when the gate fails."""
+    def apply_and_gate(self, step: BridgeStep, say: Callable[[str], None], bridges: int) -> None:
+        """Apply the step's host, then its gate (jicofo counting `bridges`); VerifyFailed when
+        the gate fails."""
         detail = step.apply()
         self.note(step.label, "applied", detail)
         say(f"{step.label}: verifying")
         main_host, main_runner = self.main
         runners = {main_host: main_runner, step.host: step.runner}
-        report = self.verifier(step.gate_env, runners, self.gate_timeout)
+        report = self.verifier(step.gate_env, runners, self.gate_timeout, bridges)
         if not report.ok:
             self.failed_gate = report
             first = report.failures[0]

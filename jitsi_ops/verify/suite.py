@@ -143,8 +143,12 @@ def verify(
     progress: Progress | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    expected_bridges: int | None = None,
 ) -> VerifyReport:
-    """Run the suite against every host of `env` and return the report (nothing printed)."""
+    """Run the suite against every host of `env` and return the report (nothing printed).
+
+    `expected_bridges`: the bridges jicofo must count, when fewer than one per JVB host run
+    yet (see VerifyRun)."""
     values = rendered_values(env)
     # Only the hosts given (a restore reconnects to the main host alone); the bridge count
     # jicofo must see still covers every JVB host of the environment.
@@ -161,6 +165,7 @@ def verify(
         clock=clock,
         sleep=sleep,
         rest=rest,
+        expected_bridges=expected_bridges,
     )
     outcomes = run_checks(checks, run, progress)
     return VerifyReport(

@@ -71,13 +71,15 @@ class Gate:
 
     bridges: Bridges
     failing: set[str] = field(default_factory=set)
+    counts: list[int] = field(default_factory=list)  # bridges jicofo must count, per gate
 
     def __call__(
-        self, env: Environment, runners: dict[Host, Runner], timeout: float
+        self, env: Environment, runners: dict[Host, Runner], timeout: float, bridges: int
     ) -> VerifyReport:
         del timeout
         host = next(h for h in runners if h.role == "jvb").label
         self.bridges.journal.append(f"{host} gate")
+        self.counts.append(bridges)
         outcomes: tuple[Outcome, ...] = ()
         if host in self.failing:
             outcomes = (
@@ -212,6 +214,26 @@ def test_a_first_deploy_of_a_bridge_host_has_nothing_to_drain(env: Environment) 
     bridges.drain["jvb1"] = False
     roller(env, bridges, Gate(bridges))(first, None)
     assert bridges.journal == ["jvb1 apply (drain off)", "jvb1 gate"], bridges.journal
+
+
+def test_each_step_gate_expects_the_bridges_that_run_by_then(env: Environment) -> None:
+    """An upgrade: every bridge runs throughout. A first deploy of several bridge hosts: the
+    ones not deployed yet cannot be counted by jicofo."""
+    every = len(env.deploy.hosts)
+    bridges = Bridges()
+    gate = Gate(bridges)
+    roller(env, bridges, gate)(steps(env, bridges, ["jvb1", "jvb2", "jvb3"], {}), None)
+    assert gate.counts == [every] * 3, gate.counts
+
+    bridges = Bridges(refuse_enable=True)
+    gate = Gate(bridges)
+    first = [
+        pipeline.BridgeStep(s.label, s.host, s.runner, env, env, s.apply, running=False)
+        for s in steps(env, bridges, ["jvb1", "jvb2", "jvb3"], {})
+    ]
+    bridges.drain.update(dict.fromkeys(["jvb1", "jvb2", "jvb3"], False))
+    roller(env, bridges, gate)(first, None)
+    assert gate.counts == [every - 2, every - 1, every], gate.counts
 
 
 def test_a_bridge_that_refuses_drain_is_not_upgraded(env: Environment) -> None:
