@@ -731,8 +731,8 @@ class _Run:
         )
 
     def observe_load(self) -> str:
-        """The live load into the report (when guarded); a plan detail suffix. Read after the
-        media probe: its conference is expired again by then, so it is not counted."""
+        """The live load into the report (when guarded); a plan detail suffix. Read before the
+        media probe, so its conference is never counted."""
         if self.guard is None:
             return ""
         self.report.load = self.guard.observe()
@@ -923,9 +923,11 @@ class _Run:
             )
         with timeline.phase("plan") as phase:
             previous = self.plan_main(phase)
-            phase.detail += (
-                self.plan_bridges() + self.probe_media(env, previous) + self.observe_load()
-            )
+            bridges = self.plan_bridges()
+            # The load first: jicofo learns of a bridge's conferences from its stats presence a
+            # moment later, and would still count the media probe's just after it expired.
+            load = self.observe_load()
+            phase.detail += bridges + self.probe_media(env, previous) + load
         env, values, main_plan = self.env, self.values, report.plan
         assert main_plan is not None  # set by plan_main
         if report.dry_run:
