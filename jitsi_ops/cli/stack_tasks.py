@@ -19,9 +19,9 @@ from jitsi_ops.cli.common import (
     connect,
     load,
 )
-from jitsi_ops.deploy import refuse_unknown_release
 from jitsi_ops.environments import rendered_values
 from jitsi_ops.errors import PreflightError
+from jitsi_ops.hoststeps import refuse_unknown_release
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment
 
