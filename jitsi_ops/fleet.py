@@ -15,8 +15,9 @@ hosts that were changed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,14 @@ StepVerifier = Callable[[Environment, Mapping[Host, Runner], float], VerifyRepor
 def step_verifier(env: Environment, runners: Mapping[Host, Runner], timeout: float) -> VerifyReport:
     """The per-step gate: STEP_GATE's checks on the hosts given."""
     return run_verify(env, runners, only=STEP_GATE, timeout=timeout)
+
+
+def without_hosts(env: Environment, absent: Set[Host]) -> Environment:
+    """The environment as far as the bridges that run now go: `absent` hosts left out."""
+    if not absent:
+        return env
+    hosts = tuple(host for host in env.deploy.hosts if host not in absent)
+    return dataclasses.replace(env, deploy=dataclasses.replace(env.deploy, hosts=hosts))
 
 
 class DrainError(OpsError):
@@ -141,8 +150,11 @@ class RollingUpgrade:
                     stack.enter_context(drained(rest, step.label, self.note))
                 for step in live:
                     self.wait_drained(step, say)
+                # Bridge hosts of later steps that run nothing yet (added to the fleet by this
+                # deploy) are not expected in the gate until their own step.
+                absent = {step.host for step in steps[start + self.batch :] if not step.running}
                 for step in batch:
-                    self.apply_and_gate(step, say)
+                    self.apply_and_gate(step, say, absent)
             done.extend(step.label for step in batch)
         return f"{len(done)} bridge host(s) one batch of {self.batch} at a time: {', '.join(done)}"
 
@@ -173,14 +185,17 @@ class RollingUpgrade:
             return
         self.note(step.label, "drained", record.detail())
 
-    def apply_and_gate(self, step: BridgeStep, say: Callable[[str], None]) -> None:
-        """Apply the step's host, then its gate; VerifyFailed when the gate fails."""
+    def apply_and_gate(
+        self, step: BridgeStep, say: Callable[[str], None], absent: Set[Host] = frozenset()
+    ) -> None:
+        """Apply the step's host, then its gate (which expects no bridge on the `absent`
+        hosts); VerifyFailed when the gate fails."""
         detail = step.apply()
         self.note(step.label, "applied", detail)
         say(f"{step.label}: verifying")
         main_host, main_runner = self.main
         runners = {main_host: main_runner, step.host: step.runner}
-        report = self.verifier(step.gate_env, runners, self.gate_timeout)
+        report = self.verifier(without_hosts(step.gate_env, absent), runners, self.gate_timeout)
         if not report.ok:
             first = report.failures[0]
             self.note(step.label, "failed", f"{first.id}: {first.observed}")

@@ -4,6 +4,7 @@ an error, Ctrl-C), the roll stopping at a failing bridge with the later ones unt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,3 +213,33 @@ def test_a_bridge_that_refuses_drain_is_not_upgraded(env: Environment) -> None:
     with pytest.raises(Exception, match="jvb1: drain could not be enabled"):
         roller(env, bridges, Gate(bridges))(steps(env, bridges, ["jvb1"], {}), None)
     assert bridges.journal == [], bridges.journal
+
+
+def test_a_step_gate_does_not_expect_the_bridges_of_later_first_deploys(
+    env: Environment,
+) -> None:
+    """Adding bridge hosts: jvb2 runs nothing before its own step, so jvb1's gate must not
+    expect jicofo to count it (the roll would stop at jvb1 with jvb1 healthy)."""
+    fleet_hosts = tuple(Host(address=label, role="jvb") for label in ("jvb1", "jvb2", "jvb3"))
+    env = dataclasses.replace(
+        env, deploy=dataclasses.replace(env.deploy, hosts=(env.deploy.main_host, *fleet_hosts))
+    )
+    bridges = Bridges()
+    expected: dict[str, list[str]] = {}
+
+    def gate(env: Environment, runners: dict[Host, Runner], timeout: float) -> VerifyReport:
+        step = next(h for h in runners if h.role == "jvb").label
+        expected[step] = [h.label for h in env.deploy.bridge_hosts]
+        return Gate(bridges)(env, runners, timeout)
+
+    roll = roller(env, bridges, Gate(bridges))
+    roll.verifier = gate
+    found = steps(env, bridges, ["jvb1", "jvb2", "jvb3"], {})
+    found[1] = dataclasses.replace(found[1], running=False)
+    bridges.drain["jvb2"] = False
+    roll(found, None)
+    assert expected == {
+        "jvb1": ["jvb1", "jvb3"],  # jvb3 runs the old release meanwhile: still counted
+        "jvb2": ["jvb1", "jvb2", "jvb3"],
+        "jvb3": ["jvb1", "jvb2", "jvb3"],
+    }, expected
