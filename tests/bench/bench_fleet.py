@@ -20,6 +20,7 @@ containers; the sandbox main host is left deployed as env/sandbox alone (no brid
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -97,6 +98,9 @@ class FleetRun:
 
     report: pipeline.DeployReport
     wall: float  # the pipeline, lock to record (SSH connections open in lock and preflight)
+    # How busy the machine's CPUs were during the prepare phases (0..1 of all of them): the
+    # testbed's hosts (sshd, dockerd, the docker CLI) all share this one machine.
+    prepare_cpu: float = float("nan")
 
     def seconds(self, names: Sequence[str]) -> float:
         return sum(p.seconds for p in self.report.phases if p.name in names)
@@ -112,6 +116,18 @@ class FleetRun:
     @property
     def gate(self) -> float:
         return self.seconds(("gate",))
+
+
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all the machine's CPUs, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else float("nan")
 
 
 def deploy_fleet(env: Environment) -> FleetRun:
@@ -133,9 +149,20 @@ def deploy_fleet(env: Environment) -> FleetRun:
             env.deploy.verify.timeout,
             batch=env.deploy.rolling.batch,
         )
+        cpu = {"start": cpu_times()}
+
+        def on_phase(phase: pipeline.PhaseResult) -> None:
+            if phase.name == PREPARE[-1]:
+                cpu["prepared"] = cpu_times()
+
         started = time.monotonic()
-        report = pipeline.deploy(env, runners[main], bridges=bridges, guard=conference, roll=roller)
-        return FleetRun(report, time.monotonic() - started)
+        report = pipeline.deploy(
+            env, runners[main], bridges=bridges, guard=conference, roll=roller, on_phase=on_phase
+        )
+        run = FleetRun(report, time.monotonic() - started)
+        if "prepared" in cpu:
+            run.prepare_cpu = busy_fraction(cpu["start"], cpu["prepared"])
+        return run
     finally:
         for runner in runners.values():
             runner.close()
@@ -217,9 +244,15 @@ def print_fleet(runs: dict[int, FleetRun]) -> None:
         f"upgrade {OLD} -> {NEW}"
     )
     print(f"  prepare = {'+'.join(PREPARE)}; roll = {'+'.join(ROLL)} (bridges drained one by one)")
-    print("  bridges  prepare     roll     gate    total  (seconds)")
+    print(
+        f"  bridges  prepare     roll     gate    total  (seconds)   CPU busy in prepare "
+        f"({os.cpu_count()} CPUs shared by every testbed host)"
+    )
     for size, run in runs.items():
-        print(f"  {size:7d} {run.prepare:8.2f} {run.roll:8.2f} {run.gate:8.2f} {run.wall:8.2f}")
+        print(
+            f"  {size:7d} {run.prepare:8.2f} {run.roll:8.2f} {run.gate:8.2f} {run.wall:8.2f}"
+            f"   {run.prepare_cpu:6.0%}"
+        )
     for size, run in runs.items():
         phases = ", ".join(
             f"{p.name} {p.seconds:.2f}s" for p in run.report.phases if p.name in PREPARE
