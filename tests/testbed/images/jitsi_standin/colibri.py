@@ -94,6 +94,10 @@ def advertised_candidates(udp_port: int) -> list[tuple[str, int, str, str]]:
     return found
 
 
+# jitsi-ops names its media probe's conferences so (jitsi_ops.bridge_rest.PROBE_PREFIX).
+PROBE_PREFIX = "jitsi-ops-probe-"
+
+
 class Colibri:
     """Conferences by meeting id, endpoints by ufrag, and the REST handlers."""
 
@@ -112,6 +116,13 @@ class Colibri:
     def endpoint_count(self) -> int:
         """Endpoints of every conference."""
         return sum(len(c.endpoints) for c in self.conferences.values())
+
+    def meetings(self) -> tuple[int, int]:
+        """(conferences, endpoints) without jitsi-ops' probe conferences (`jitsi-ops-probe-*`):
+        what the stand-in jicofo counts as its own (the real jicofo never sees a probe, which
+        is created on the bridge directly)."""
+        meetings = [c for c in self.conferences.values() if not c.name.startswith(PROBE_PREFIX)]
+        return len(meetings), sum(len(c.endpoints) for c in meetings)
 
     def by_ufrag(self, ufrag: str) -> Endpoint | None:
         """The live endpoint with this ufrag."""

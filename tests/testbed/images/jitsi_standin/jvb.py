@@ -117,15 +117,19 @@ class Bridge:
         }
 
     def stats_element(self) -> ET.Element:
-        """The colibri <stats/> element sent in the brewery presence."""
+        """The colibri <stats/> element sent in the brewery presence. Its conference counts
+        leave jitsi-ops' probe conferences out: the stand-in jicofo sums them as the
+        conferences it hosts, and the real jicofo never counts a probe (an expired probe's
+        presence could otherwise still be on its way when the conference guard reads)."""
+        conferences, participants = self.colibri.meetings()
         stats = ET.Element(f"{{{COLIBRI_NS}}}stats")
         for name, value in (
             ("drain", str(self.drain).lower()),
             ("shutting_down", str(self.shutting_down).lower()),
             ("graceful_shutdown", str(self.shutting_down).lower()),
             ("stress_level", "0.0"),
-            ("conferences", str(len(self.colibri.conferences))),
-            ("participants", str(self.colibri.endpoint_count)),
+            ("conferences", str(conferences)),
+            ("participants", str(participants)),
             ("version", release()),
         ):
             ET.SubElement(stats, f"{{{COLIBRI_NS}}}stat", name=name, value=value)
