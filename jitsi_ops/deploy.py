@@ -122,7 +122,7 @@ def default_verifier(
     env: Environment, runners: Mapping[Any, Runner], timeout: float
 ) -> VerifyReport:
     """The verify suite as the health gate."""
-    return run_verify(env, runners, timeout=timeout)
+    return run_verify(env, runners, timeout=timeout, parallel=env.deploy.fleet.parallel)
 
 
 # ---------------------------------------------------------------------------- orchestration

@@ -41,7 +41,14 @@ def step_verifier(
     env: Environment, runners: Mapping[Host, Runner], timeout: float, bridges: int
 ) -> VerifyReport:
     """The per-step gate: STEP_GATE's checks on the hosts given; jicofo must count `bridges`."""
-    return run_verify(env, runners, only=STEP_GATE, timeout=timeout, expected_bridges=bridges)
+    return run_verify(
+        env,
+        runners,
+        only=STEP_GATE,
+        timeout=timeout,
+        expected_bridges=bridges,
+        parallel=env.deploy.fleet.parallel,
+    )
 
 
 class DrainError(OpsError):

@@ -18,13 +18,14 @@ are never held back.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jitsi_ops import bridge_rest, facts, hoststate
+from jitsi_ops import bridge_rest, facts, hoststate, pool
 from jitsi_ops.environments import rendered_values
 from jitsi_ops.errors import ConfigError, OpsError
 from jitsi_ops.runner import Runner
@@ -213,18 +214,27 @@ class LoadReader:
     transport: LoopbackRequest = loopback_request
 
     def read(self) -> LiveLoad:
-        """jicofo and every bridge, now."""
+        """jicofo and every bridge, now (every host at once, `[fleet] parallel` at a time)."""
         main = self.env.deploy.main_host
         main_runner = self.runners[main]
-        jicofo = read_jicofo(
-            main.label, host_request(main_runner, jicofo_port(self.env), transport=self.transport)
-        )
-        bridges = []
-        for host, runner in self.runners.items():
+
+        def jicofo() -> HostLoad:
+            port = jicofo_port(self.env)
+            return read_jicofo(
+                main.label, host_request(main_runner, port, transport=self.transport)
+            )
+
+        def bridge(host: Host, runner: Runner) -> HostLoad:
             view = self.env if host == main else self.env.for_host(host)
             request = host_request(runner, bridge_port(view), transport=self.transport)
-            bridges.append(read_bridge(host.label, request))
-        return LiveLoad(jicofo, tuple(bridges))
+            return read_bridge(host.label, request)
+
+        reads: list[Callable[[], HostLoad]] = [jicofo]
+        reads += [functools.partial(bridge, h, r) for h, r in self.runners.items()]
+        found = pool.on_all(
+            reads, lambda read: read(), parallel=self.env.deploy.fleet.parallel, what="load"
+        )
+        return LiveLoad(found[0], tuple(found[1:]))
 
 
 # ------------------------------------------------------------------------------- policy
