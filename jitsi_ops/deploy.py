@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from jitsi_ops import backup, commands, facts, hoststate, migrations, pool, stack
+from jitsi_ops import backup, facts, hoststate, migrations, pool, stack
 from jitsi_ops import guard as guarding
 from jitsi_ops import plan as planning
 from jitsi_ops import rollback as undoing
@@ -50,7 +50,7 @@ from jitsi_ops.hoststeps import (
     refuse_unknown_release,
     snapshot,
 )
-from jitsi_ops.rollback import UP_TIMEOUT, Snapshot
+from jitsi_ops.rollback import Snapshot
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment, Host, local_user
 from jitsi_ops.verify import mediapath
@@ -346,10 +346,10 @@ class _Run:
         waited for in its step (up to max wait, then the policy), not here."""
         main_plan = self.report.plan
         assert main_plan is not None  # planned
-        held = self.held_for_roll()
+        main_drained = self.main_in_roll()
         found = {
             self.env.deploy.main_host.label: tuple(
-                s for s in main_plan.services_to_recreate if s not in held
+                s for s in main_plan.services_to_recreate if not (main_drained and s == "jvb")
             )
         }
         for bridge in self.bridges:
@@ -362,24 +362,24 @@ class _Run:
                 )
         return found
 
-    def held_for_roll(self) -> tuple[str, ...]:
-        """("jvb",) when the main host's running bridge is upgraded in the roll, drained like
-        the bridge hosts' (there are bridge hosts to take its meetings), else ()."""
+    def main_in_roll(self) -> bool:
+        """Whether the main host's apply is the roll's first step, its running jvb drained
+        around it like a bridge host's (there are bridge hosts to take its new meetings).
+
+        The whole apply, not jvb alone: upstream's web depends on jvb, so Compose would
+        recreate jvb with web anyway."""
         main_plan = self.report.plan
         if self.roll is None or not self.bridges or main_plan is None:
-            return ()
-        running_and_changed = any(
-            c.service == "jvb" and c.action == "recreate" for c in main_plan.service_changes
-        )
-        return ("jvb",) if running_and_changed else ()
+            return False
+        return any(c.service == "jvb" and c.action == "recreate" for c in main_plan.service_changes)
 
-    def apply_held(self, held: Sequence[str]) -> str:
-        """The main host's step of the roll: `up -d` for what apply_target held back."""
-        progress = self.progress
-        if progress:
-            progress(f"{self.env.deploy.main_host.label}: starting {', '.join(held)}")
-        self.runner.run(commands.compose_up(stack.target_for(self.env)), timeout=UP_TIMEOUT)
-        return f"{', '.join(held)} up"
+    def apply_main(self, previous: Snapshot) -> str:
+        """apply_target on the main host; its detail."""
+        main_plan = self.report.plan
+        assert main_plan is not None  # planned
+        return apply_target(
+            self.env, self.runner, previous, main_plan.services_to_recreate, self.progress
+        )
 
     def probe_media(self, env: Environment, previous: Snapshot) -> str:
         """media.ice before the change, when something runs; a plan detail suffix."""
@@ -599,60 +599,21 @@ class _Run:
                     phase.detail += f"; rewrote {', '.join(written)}"
         else:
             timeline.skip("migrate", "no migrations")
-        held = self.held_for_roll()
-        with timeline.phase("apply") as phase:
-            phase.detail = apply_target(
-                env, runner, previous, main_plan.services_to_recreate, progress, hold=held
-            )
-            if self.roll is None:
-                for bridge in changed_bridges:
-                    self.apply_bridge(bridge)
-                    phase.detail += f"; {bridge.host.label}: up"
-            elif changed_bridges:
-                phase.detail += "; bridge hosts next, one drained step each"
-        if self.roll is not None and (changed_bridges or held):
+        main_drained = self.main_in_roll()
+        if main_drained:
+            timeline.skip("apply", "the main host is the roll's first step, its jvb drained")
+        else:
+            with timeline.phase("apply") as phase:
+                phase.detail = self.apply_main(previous)
+                if self.roll is None:
+                    for bridge in changed_bridges:
+                        self.apply_bridge(bridge)
+                        phase.detail += f"; {bridge.host.label}: up"
+                elif changed_bridges:
+                    phase.detail += "; bridge hosts next, one drained step each"
+        if self.roll is not None and (changed_bridges or main_drained):
             with timeline.phase("roll") as phase:
-                main_host = env.deploy.main_host
-                steps = (
-                    [
-                        BridgeStep(
-                            main_host.label,
-                            main_host,
-                            runner,
-                            env,
-                            env,
-                            functools.partial(self.apply_held, held),
-                            running_port=_colibri_port(previous),
-                        )
-                    ]
-                    if held
-                    else []
-                )
-                steps += [
-                    BridgeStep(
-                        b.host.label,
-                        b.host,
-                        b.runner,
-                        b.env,
-                        env,
-                        functools.partial(self.apply_bridge, b),
-                        running=bool(b.previous and b.previous.image_ids),
-                        running_port=_colibri_port(b.previous),
-                    )
-                    for b in changed_bridges
-                ]
-                try:
-                    phase.detail = self.roll(steps, progress)
-                except VerifyFailed as exc:
-                    failed = self.roll.failed_gate
-                    if failed is not None:
-                        report.verification = failed
-                        phase.detail = exc.message + mediapath.gate_note(
-                            report.media_before, failed
-                        )
-                    raise
-                finally:
-                    report.roll = self.roll.journal()
+                phase.detail = self.roll_steps(self.roll, previous, changed_bridges, main_drained)
         with timeline.phase("gate") as phase:
             report.verification = self.verifier(env, self.all_runners(), self.gate_timeout)
             phase.detail = _gate_detail(report.verification) + mediapath.gate_note(
@@ -660,6 +621,58 @@ class _Run:
             )
             if not report.verification.ok:
                 phase.status = "failed"
+
+    def roll_steps(
+        self,
+        roll: Roll,
+        previous: Snapshot,
+        changed_bridges: list[_BridgeRun],
+        main_drained: bool,
+    ) -> str:
+        """The roll phase: the main host first when its jvb is drained, then every changed
+        bridge host, one drained step each; the phase detail. A failing step gate becomes the
+        deploy's verification (and its detail says whether this deploy broke the media path)."""
+        env, report = self.env, self.report
+        main_host = env.deploy.main_host
+        steps = []
+        if main_drained:
+            apply_main = functools.partial(self.apply_main, previous)
+            steps.append(
+                BridgeStep(
+                    main_host.label,
+                    main_host,
+                    self.runner,
+                    env,
+                    env,
+                    apply_main,
+                    running_port=_colibri_port(previous),
+                )
+            )
+        steps += [
+            BridgeStep(
+                b.host.label,
+                b.host,
+                b.runner,
+                b.env,
+                env,
+                functools.partial(self.apply_bridge, b),
+                running=bool(b.previous and b.previous.image_ids),
+                running_port=_colibri_port(b.previous),
+            )
+            for b in changed_bridges
+        ]
+        try:
+            return roll(steps, self.progress)
+        except VerifyFailed as exc:
+            failed = roll.failed_gate
+            if failed is not None:
+                report.verification = failed
+                raise VerifyFailed(
+                    exc.message + mediapath.gate_note(report.media_before, failed), exc.hint
+                ) from None
+            raise
+        finally:
+            report.roll = roll.journal()
 
     def releases(self) -> dict[str, str | None]:
         """host label -> the release it runs now, as far as this run knows."""

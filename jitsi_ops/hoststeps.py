@@ -216,8 +216,6 @@ def apply_target(
     previous: Snapshot,
     recreate: Sequence[str] = (),
     progress: Progress = None,
-    *,
-    hold: Sequence[str] = (),
 ) -> str:
     """Prepare CONFIG, upload the target set, drop compose files no longer used, `up -d`.
 
@@ -225,9 +223,6 @@ def apply_target(
     other recreated container (the backends it depends on, the whiteboard that depends on
     it) has been replaced, keeping HTTPS down all that time. So the backends come up first,
     then web on its own, then the rest: HTTPS is down only for web's own restart.
-
-    Services in `hold` keep running as they are (the main host's jvb, which the rolling upgrade
-    drains and recreates in its own step, with a full `up -d`).
     """
     say = progress or (lambda _message: None)
     config = stack.prepare_config_dirs(env, runner)
@@ -238,7 +233,7 @@ def apply_target(
         runner.run(["rm", "-f", "--", *(posixpath.join(env.deploy.stack_dir, n) for n in stale)])
     target = stack.target_for(env)
     front = {FRONT_SERVICE, *stack.dependents(env, FRONT_SERVICE)}
-    behind = [s for s in recreate if s not in front and s not in hold]
+    behind = [s for s in recreate if s not in front]
     detail = f"CONFIG {config}; uploaded {', '.join(uploaded)}"
     if FRONT_SERVICE in recreate:
         steps = [behind] if behind else []
@@ -249,11 +244,6 @@ def apply_target(
             runner.run(commands.compose_up_only(target, services), timeout=UP_TIMEOUT)
         if steps:
             detail += "; in order: " + " | ".join(", ".join(step) for step in steps) + " | rest"
-    if hold:
-        rest = [s for s in stack.services(env) if s not in hold]
-        say(f"starting the stack but {', '.join(hold)} (docker compose up -d)")
-        runner.run(commands.compose_up_only(target, rest), timeout=UP_TIMEOUT)
-        return detail + f"; {', '.join(hold)} held for its drained step"
     say("starting the stack (docker compose up -d)")
     runner.run(commands.compose_up(target), timeout=UP_TIMEOUT)
     return detail

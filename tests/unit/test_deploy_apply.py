@@ -60,21 +60,6 @@ def test_apply_brings_web_up_alone_after_its_backends(
     ), "compose ran before every file was uploaded"
 
 
-def test_a_held_service_keeps_running_while_the_rest_of_the_stack_converges(
-    env: Environment,
-) -> None:
-    """The main host's jvb waits for its drained step of the roll: never in an `up` here."""
-    runner = RecordingRunner()
-    detail = pipeline.apply_target(
-        env, runner, EMPTY, ["jicofo", "jvb", "prosody", "web"], hold=["jvb"]
-    )
-    calls = ups(runner)
-    assert calls[:2] == [["jicofo", "prosody"], ["web"]], calls
-    assert "jvb" not in calls[-1] and {"prosody", "web", "jicofo"} <= set(calls[-1]), calls
-    assert all("jvb" not in services for services in calls), calls
-    assert "jvb held for its drained step" in detail, detail
-
-
 def test_background_pull_pulls_every_host_and_reports_the_first_failure() -> None:
     main = RecordingRunner(label="main")
     bridge = RecordingRunner(
