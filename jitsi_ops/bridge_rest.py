@@ -1,4 +1,4 @@
-"""The videobridge's private REST: colibri2 conferences and stats.
+"""The private REST of the videobridge (colibri2 conferences, stats, drain) and of jicofo (stats).
 
 The bridge serves it on the host's 127.0.0.1 only (`JVB_COLIBRI_PORT`), so the client takes a
 `request(method, path, body)` function; verify passes one that goes through the host's SSH
@@ -7,7 +7,8 @@ pure functions over the JSON of jitsi-xmpp-extensions' Colibri2JSONSerializer (t
 jitsi-videobridge's `/colibri/v2/conferences` reads and writes): top-level `meeting-id`,
 `name`, `create`, `expire`, `endpoints[]`; an endpoint's `transport` wraps the ICE-UDP
 `transport` with `ufrag`, `pwd`, `candidates[]` (attribute values as strings) and
-`fingerprints[]`.
+`fingerprints[]`. Drain (`/colibri/drain`) is on by default and needs no COLIBRI_REST_ENABLED;
+jicofo's `/stats` (port JICOFO_REST_PORT) sums the live load the conference guard reads.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from jitsi_ops.errors import OpsError
 
 CONFERENCES_PATH = "/colibri/v2/conferences"
 STATS_PATH = "/colibri/stats"
+DRAIN_PATH = "/colibri/drain"
+JICOFO_STATS_PATH = "/stats"
 PROBE_PREFIX = "jitsi-ops-probe-"
 ICE_UDP_NS = "urn:xmpp:jingle:transports:ice-udp:1"
 
@@ -147,11 +150,23 @@ class IceTransport:
 
 @dataclass(frozen=True)
 class BridgeStats:
-    """The counters of `/colibri/stats` the probe compares before and after."""
+    """The counters of `/colibri/stats` (the probe compares them, the guard sums them)."""
 
     conferences: int
     endpoints: int
     participants: int
+    drain: bool = False
+
+
+@dataclass(frozen=True)
+class JicofoStats:
+    """jicofo `/stats`: the environment's live load and its bridge selector's counts."""
+
+    conferences: int
+    participants: int
+    bridge_count: int
+    operational_bridge_count: int
+    draining_bridge_count: int = 0
 
 
 def _load_object(text: str, what: str) -> dict[str, Any]:
@@ -211,13 +226,42 @@ def parse_conference_modified(text: str, endpoint_id: str) -> IceTransport:
     raise BridgeRestError(f"conference-modified does not mention endpoint {endpoint_id}")
 
 
+def _flag(value: object) -> bool:
+    # JSON true, or the "true" of a colibri <stat/> copied into JSON.
+    return value is True or str(value).strip().lower() == "true"
+
+
 def parse_stats(text: str) -> BridgeStats:
-    """conferences / endpoints / participants of `/colibri/stats`."""
+    """conferences / endpoints / participants / drain of `/colibri/stats`."""
     data = _load_object(text, "/colibri/stats")
     return BridgeStats(
         conferences=_int(data.get("conferences")),
         endpoints=_int(data.get("endpoints")),
         participants=_int(data.get("participants")),
+        drain=_flag(data.get("drain")),
+    )
+
+
+def parse_drain(text: str) -> bool:
+    """`GET /colibri/drain` -> `{"drain": bool}`."""
+    data = _load_object(text, "/colibri/drain")
+    if "drain" not in data:
+        raise BridgeRestError(f"/colibri/drain has no 'drain': {text[:120]!r}")
+    return _flag(data["drain"])
+
+
+def parse_jicofo_stats(text: str) -> JicofoStats:
+    """jicofo `/stats`: conferences, participants and `bridge_selector` (older jicofo versions
+    put the selector's counts at the top level: read there as a fallback)."""
+    data = _load_object(text, "jicofo /stats")
+    raw = data.get("bridge_selector")
+    selector: Mapping[str, Any] = raw if isinstance(raw, dict) else data
+    return JicofoStats(
+        conferences=_int(data.get("conferences")),
+        participants=_int(data.get("participants")),
+        bridge_count=_int(selector.get("bridge_count")),
+        operational_bridge_count=_int(selector.get("operational_bridge_count")),
+        draining_bridge_count=_int(selector.get("draining_bridge_count")),
     )
 
 
@@ -254,3 +298,19 @@ class BridgeRest:
     def stats(self) -> BridgeStats:
         """The bridge's conference counters."""
         return parse_stats(self._call("GET", STATS_PATH, None))
+
+    def draining(self) -> bool:
+        """Whether the bridge is draining (takes no new conferences)."""
+        return parse_drain(self._call("GET", DRAIN_PATH, None))
+
+    def set_drain(self, enabled: bool) -> None:
+        """`POST /colibri/drain/enable` or `/disable` (idempotent on the bridge)."""
+        self._call("POST", f"{DRAIN_PATH}/{'enable' if enabled else 'disable'}", None)
+
+
+def jicofo_stats(request: Request) -> JicofoStats:
+    """jicofo's `/stats` over `request` (the main host's JICOFO_REST_PORT)."""
+    answer = request("GET", JICOFO_STATS_PATH, None)
+    if answer.status != 200:
+        raise BridgeRestError(f"jicofo GET /stats answered {answer.status}", status=answer.status)
+    return parse_jicofo_stats(answer.body)

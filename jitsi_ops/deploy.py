@@ -5,479 +5,124 @@ The plan phase also finds the release the host runs and the migrations (jitsi_op
 an upgrade to the pinned release needs; the migrated values are what is rendered, planned and
 uploaded, and the migrate phase persists them into env/NAME and runs the host steps.
 
-Each phase is a function with a result; the orchestration below only sequences them, times
-them and decides on rollback. Nothing is changed on the host before the backup phase, and
+Each phase is a function with a result (one host's steps: hoststeps.py); the orchestration
+below only sequences them over the hosts, times them (deployreport.Timeline) and decides on
+rollback. How the bridges roll, drained one at a time, and what the conference guard decides
+live in fleet.py and guard.py. Nothing is changed on the host before the backup phase, and
 nothing the running stack uses is touched before every target image has been pulled.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import functools
 import posixpath
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Protocol
 
-from jitsi_ops import backup, commands, facts, hoststate, lint, migrations, stack
+from jitsi_ops import backup, facts, hoststate, migrations, pool, stack
+from jitsi_ops import guard as guarding
 from jitsi_ops import plan as planning
 from jitsi_ops import rollback as undoing
-from jitsi_ops.envfile import Entry, parse_env
+from jitsi_ops.deployreport import (
+    DeployReport,
+    PhaseCallback,
+    PhaseResult,
+    RollbackCause,
+    RollbackResult,
+    Timeline,
+    verification_dict,
+)
+from jitsi_ops.envfile import parse_env
 from jitsi_ops.environments import rendered_values
-from jitsi_ops.errors import OpsError, PreflightError
-from jitsi_ops.rollback import UP_TIMEOUT, Snapshot
+from jitsi_ops.errors import OpsError, VerifyFailed
+from jitsi_ops.hoststeps import (
+    FRONT_SERVICE,
+    BackgroundPull,
+    Progress,
+    apply_target,
+    environment_of,
+    preflight,
+    preflight_bridge,
+    record_state,
+    refuse_unknown_release,
+    snapshot,
+)
+from jitsi_ops.rollback import Snapshot
 from jitsi_ops.runner import Runner
-from jitsi_ops.settings import Environment, Host, Layer, local_user
+from jitsi_ops.settings import Environment, Host, local_user
 from jitsi_ops.verify import mediapath
-from jitsi_ops.verify.model import Outcome, VerifyReport
+from jitsi_ops.verify.model import VerifyReport
 from jitsi_ops.verify.suite import verify as run_verify
-from jitsi_ops.versions import NEWEST_KNOWN, newer_than_known
 
-PhaseStatus = Literal["ok", "failed", "skipped"]
-MIN_DOCKER = (20, 10)
-MIN_COMPOSE = (2, 20)
-PULL_TIMEOUT = 900.0
-FRONT_SERVICE = "web"  # what users reach: restarted last and alone
+# Names other modules and tests reach through the pipeline module.
+__all__ = [
+    "FRONT_SERVICE",
+    "BackgroundPull",
+    "BridgeStep",
+    "Confirm",
+    "DeployReport",
+    "PhaseCallback",
+    "PhaseResult",
+    "Progress",
+    "Roll",
+    "RollbackResult",
+    "Snapshot",
+    "Timeline",
+    "Verifier",
+    "apply_target",
+    "default_verifier",
+    "deploy",
+    "environment_of",
+    "guard_audit",
+    "record_state",
+    "refuse_unknown_release",
+    "verification_dict",
+]
 
-
-@dataclass
-class PhaseResult:
-    """One line of the phase timeline."""
-
-    name: str
-    status: PhaseStatus
-    seconds: float
-    detail: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON shape."""
-        return {
-            "name": self.name,
-            "status": self.status,
-            "seconds": round(self.seconds, 2),
-            "detail": self.detail,
-        }
-
-
-PhaseCallback = Callable[[PhaseResult], None]
-Progress = Callable[[str], None] | None
 Verifier = Callable[[Environment, Mapping[Any, Runner], float], VerifyReport]
+Confirm = Callable[["DeployReport"], bool]
+
+
+@dataclass(frozen=True)
+class BridgeStep:
+    """One bridge host's part of a rolling upgrade: `apply()` changes it (and returns the apply
+    detail); the roll (fleet.RollingUpgrade) drains it around that and gates it after."""
+
+    label: str
+    host: Host
+    runner: Runner
+    env: Environment  # the host's view (its JVB_COLIBRI_PORT)
+    gate_env: Environment  # the environment the gate verifies
+    apply: Callable[[], str]
+    running: bool = True  # a bridge runs there now (else there is nothing to drain)
+    # The running bridge's REST port (its deployed .env's JVB_COLIBRI_PORT) when known: the
+    # target's may differ, and drain must reach the bridge that runs.
+    running_port: int | None = None
+
+
+class Roll(Protocol):
+    """Upgrades the bridge hosts' steps (fleet.RollingUpgrade), raising at the first failure."""
+
+    # The step gate that stopped the roll, when one did (it is then the deploy's verification).
+    failed_gate: VerifyReport | None
+
+    def __call__(self, steps: Sequence[BridgeStep], progress: Progress) -> str:
+        """Run the steps; a one-line detail."""
+        ...
+
+    def journal(self) -> list[dict[str, Any]]:
+        """What it did so far, step by step (for the report and the audit line)."""
+        ...
 
 
 def default_verifier(
     env: Environment, runners: Mapping[Any, Runner], timeout: float
 ) -> VerifyReport:
     """The verify suite as the health gate."""
-    return run_verify(env, runners, timeout=timeout)
-
-
-RollbackCause = Literal["verification failed", "failed", "interrupted"]
-
-
-@dataclass
-class RollbackResult:
-    """What the automatic rollback did and whether the previous state serves again.
-
-    `done` says whether every changed host was put back (restored from this deploy's backup
-    where migrations changed CONFIG); `ok` whether the gate then passed on the previous values.
-    """
-
-    restored_release: str | None
-    verification: VerifyReport | None
-    ok: bool
-    detail: str = ""
-    cause: RollbackCause = "verification failed"
-    done: bool = False
-    error: str = ""  # why the rollback itself failed, when it did
-    env_files: list[str] = field(default_factory=list)  # env/NAME files put back
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON shape."""
-        return {
-            "restored_release": self.restored_release,
-            "cause": self.cause,
-            "done": self.done,
-            "ok": self.ok,
-            "detail": self.detail,
-            "error": self.error,
-            "env_files": self.env_files,
-            "verification": verification_dict(self.verification),
-        }
-
-
-def verification_dict(report: VerifyReport | None) -> dict[str, Any] | None:
-    """A compact JSON form of a verify report."""
-    if report is None:
-        return None
-    return {
-        "ok": report.ok,
-        "duration": round(report.duration, 2),
-        "passed": report.count("pass"),
-        "warned": report.count("warn"),
-        "failed": [
-            {"check": o.id, "host": o.host, "observed": o.observed} for o in report.failures
-        ],
-    }
-
-
-@dataclass
-class DeployReport:
-    """Everything a deploy run did, for the human timeline and for `--json`."""
-
-    env: str
-    deploy_id: str
-    from_release: str | None
-    to_release: str | None
-    dry_run: bool = False
-    plan: planning.Plan | None = None
-    # The plans of the role 'jvb' hosts, by host label (the main host's is `plan`).
-    bridge_plans: dict[str, planning.Plan] = field(default_factory=dict)
-    phases: list[PhaseResult] = field(default_factory=list)
-    verification: VerifyReport | None = None
-    rollback: RollbackResult | None = None
-    backup_id: str | None = None
-    result: str = "failed"
-    error: str = ""
-    # The deploy lock as this run last saw it: "" (never taken), "held" (taken, or perhaps
-    # taken: its release was not confirmed), "released", "not held" (not this run's any more).
-    lock: str = ""
-    # media.ice before the change, by host (see verify.mediapath).
-    media_before: dict[str, Outcome] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """Exit 0 only for a deployed, verified, unrolled-back run (or nothing to do / dry run)."""
-        return self.result in ("deployed", "nothing-to-do", "dry-run")
-
-    def as_dict(self) -> dict[str, Any]:
-        """The `--json` report."""
-        return {
-            "env": self.env,
-            "deploy_id": self.deploy_id,
-            "from_release": self.from_release,
-            "to_release": self.to_release,
-            "dry_run": self.dry_run,
-            "result": self.result,
-            "error": self.error,
-            "lock": self.lock,
-            "backup_id": self.backup_id,
-            "plan": self.plan.as_dict() if self.plan else None,
-            "bridge_plans": {label: p.as_dict() for label, p in self.bridge_plans.items()},
-            "phases": [p.as_dict() for p in self.phases],
-            "verification": verification_dict(self.verification),
-            "rollback": self.rollback.as_dict() if self.rollback else None,
-            "media_before": mediapath.as_dict(self.media_before),
-        }
-
-
-class Timeline:
-    """Times phases and reports each one as it ends."""
-
-    def __init__(self, report: DeployReport, on_phase: PhaseCallback | None) -> None:
-        self.report = report
-        self.on_phase = on_phase
-
-    def add(self, result: PhaseResult) -> None:
-        """Record a phase result."""
-        self.report.phases.append(result)
-        if self.on_phase:
-            self.on_phase(result)
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[PhaseResult]:
-        """Run a phase; a raised error marks it failed (and propagates)."""
-        result = PhaseResult(name, "ok", 0.0)
-        started = time.monotonic()
-        try:
-            yield result
-        except BaseException as exc:
-            result.status = "failed"
-            if not result.detail:
-                result.detail = str(exc) if isinstance(exc, OpsError) else exc.__class__.__name__
-            raise
-        finally:
-            result.seconds = time.monotonic() - started
-            self.add(result)
-
-    def last_failed(self) -> str:
-        """The phase a failure or an interrupt just ended (the last one marked failed)."""
-        failed = [p.name for p in self.report.phases if p.status == "failed"]
-        return failed[-1] if failed else "the deploy"
-
-    def skip(self, name: str, detail: str) -> None:
-        """Record a phase that did not run."""
-        self.add(PhaseResult(name, "skipped", 0.0, detail))
-
-
-# --------------------------------------------------------------------------------- phases
-
-
-def refuse_unknown_release(env: Environment, *, allow: bool) -> None:
-    """A release newer than jitsi-ops knows is a `check` warning but stops a deploy: its compose
-    files, migrations and variables are unknown. PreflightError unless `allow`."""
-    release = newer_than_known(env.release)
-    if release is None or allow:
-        return
-    raise PreflightError(
-        f"JITSI_IMAGE_VERSION {release} is newer than {NEWEST_KNOWN}, the newest release "
-        "jitsi-ops knows (its compose files, migrations and variables are unknown)",
-        hint=f"pin {NEWEST_KNOWN} or update jitsi-ops; --allow-unknown-release deploys it with "
-        f"{NEWEST_KNOWN}'s compose set",
-    )
-
-
-def preflight(
-    env: Environment,
-    runner: Runner,
-    values: Mapping[str, str],
-    *,
-    allow_unknown_release: bool = False,
-) -> str:
-    """Read-only checks of the main host; PreflightError on the first problem. Returns a
-    one-line summary."""
-    findings = lint.run_checks(lint.context_for(env))
-    errors = [f for f in findings if f.severity == "error"]
-    if errors:
-        raise PreflightError(
-            f"`invoke check --env {env.name}` reports {len(errors)} error(s), first: "
-            f"{errors[0].key}: {errors[0].message}",
-            hint=errors[0].hint,
-        )
-    refuse_unknown_release(env, allow=allow_unknown_release)
-    missing = [k for k in ("JICOFO_AUTH_PASSWORD", "JVB_AUTH_PASSWORD") if not values.get(k)]
-    if missing:
-        raise PreflightError(
-            f"secrets missing: {', '.join(missing)}", hint=f"run `invoke secrets --env {env.name}`"
-        )
-    engines = _engine_versions(runner)
-    config = stack.resolve_config_dir(env, runner)
-    readable = runner.run(["test", "-r", config], check=False)
-    if runner.run(["test", "-e", config], check=False).ok and not readable.ok:
-        raise PreflightError(f"CONFIG {config} is not readable", hint="check its owner and mode")
-    wanted = [(values.get(k, ""), "tcp", k) for k in ("HTTP_PORT", "HTTPS_PORT")]
-    wanted.append((values.get("JVB_PORT", "10000"), "udp", "JVB_PORT"))
-    _check_ports(env, runner, wanted)
-    return engines + _disk_summary(env, runner)
-
-
-def preflight_bridge(view: Environment, runner: Runner, label: str) -> str:
-    """Read-only checks of a role 'jvb' host (its view of the environment)."""
-    values = rendered_values(view)
-    try:
-        engines = _engine_versions(runner)
-        _check_ports(view, runner, [(values.get("JVB_PORT", "10000"), "udp", "JVB_PORT")])
-        return f"{label}: {engines}{_disk_summary(view, runner)}"
-    except PreflightError as exc:
-        raise PreflightError(f"{label}: {exc.message}", hint=exc.hint) from None
-
-
-def _engine_versions(runner: Runner) -> str:
-    docker = facts.gather(runner, facts.docker_server_version())
-    compose = facts.gather(runner, facts.compose_version())
-    if facts.version_tuple(docker)[:2] < MIN_DOCKER:
-        raise PreflightError(
-            f"Docker Engine {docker} is older than {'.'.join(map(str, MIN_DOCKER))}",
-            hint="upgrade docker on the host",
-        )
-    if facts.version_tuple(compose)[:2] < MIN_COMPOSE:
-        raise PreflightError(
-            f"Docker Compose {compose} is older than {'.'.join(map(str, MIN_COMPOSE))}",
-            hint="install the Compose v2 plugin (docker-compose-plugin)",
-        )
-    return f"docker {docker}, compose {compose}"
-
-
-def _disk_summary(env: Environment, runner: Runner) -> str:
-    free = _free_space(runner, env.deploy.backup.dir)
-    if free is not None and free < env.deploy.verify.min_free_disk_mb:
-        raise PreflightError(
-            f"only {free} MiB free for backups and images near {env.deploy.backup.dir}",
-            hint=f"free disk space (floor: verify.min_free_disk_mb = {env.deploy.verify.min_free_disk_mb})",
-        )
-    return f", {free} MiB free" if free is not None else ""
-
-
-def _free_space(runner: Runner, path: str) -> int | None:
-    probe = path
-    while probe not in ("", "/") and not runner.run(["test", "-d", probe], check=False).ok:
-        probe = posixpath.dirname(probe)
-    usage = facts.gather(runner, facts.disk_free(probe or "/"))
-    return int(usage.available_kb // 1024)
-
-
-def _check_ports(env: Environment, runner: Runner, wanted: list[tuple[str, str, str]]) -> None:
-    """Public ports (port, protocol, key) must be free or already published by this project."""
-    result = runner.run(list(facts.listeners().argv), check=False)
-    if not result.ok:
-        return  # no `ss` on the host: compose will report a conflict itself
-    found = facts.parse_ss(result.stdout)
-    ours = facts.gather(runner, facts.project_containers(env.deploy.project))
-    ours_ports = {(p.published, p.protocol) for c in ours for p in c.published}
-    for port_text, protocol, key in wanted:
-        if not port_text.isdigit():
-            continue
-        port = int(port_text)
-        holders = facts.port_holders(found, port, protocol)
-        if holders and (port, protocol) not in ours_ports:
-            names = ", ".join(sorted({p.name for h in holders for p in h.processes})) or "unknown"
-            raise PreflightError(
-                f"{key} {port}/{protocol} is already in use on the host by {names}",
-                hint="stop that service or choose another port in jitsi.env",
-            )
-
-
-def snapshot(runner: Runner, env: Environment, current: facts.HostFacts) -> Snapshot:
-    """Read the stack files and image ids that run now (kept in memory for rollback)."""
-    files: dict[str, bytes] = {}
-    for name in current.file_hashes:
-        if name == ".env" or name.endswith(".yml"):
-            try:
-                files[name] = runner.get(posixpath.join(env.deploy.stack_dir, name))
-            except FileNotFoundError:
-                continue
-    image_ids = {c.image: c.image_id for c in current.containers if c.image and c.image_id}
-    release = current.state.release if current.state else None
-    env_values = parse_env(files[".env"].decode(), "host .env") if ".env" in files else {}
-    if release is None:
-        release = env_values.get("JITSI_IMAGE_VERSION")
-    running: tuple[str, ...] = ()
-    if not env_values.get("COMPOSE_FILE") and current.containers:
-        running = facts.running_compose_files(runner, [c.id for c in current.containers if c.id])
-    return Snapshot(MappingProxyType(files), MappingProxyType(image_ids), release, running)
-
-
-def pre_pull(runner: Runner, refs: list[str], progress: Progress) -> str:
-    """Pull every target image before anything stops; the first failure ends the run."""
-    for index, ref in enumerate(refs, 1):
-        if progress:
-            progress(f"pulling {index}/{len(refs)} {ref}")
-        runner.run(["docker", "pull", "--quiet", ref], timeout=PULL_TIMEOUT)
-    return f"{len(refs)} image(s)"
-
-
-class BackgroundPull:
-    """pre_pull() of every host on threads of their own, started before the backup: pulling
-    changes nothing the running stack uses, so it need not wait for the backup, and on a real
-    host the two together take about as long as the longer one. wait() (the pull phase) joins
-    them and raises the first failure; nothing is applied before it returned."""
-
-    def __init__(self, jobs: Sequence[tuple[str, Runner, list[str]]], progress: Progress) -> None:
-        self._details: dict[str, str] = {}
-        self._errors: list[BaseException] = []
-        self._started = time.monotonic()
-        self._seconds = 0.0
-        # Daemon threads: an interrupted run must be able to exit without waiting for a pull
-        # that hangs on an unreachable registry.
-        self._threads = [
-            threading.Thread(target=self._pull, args=(*job, progress), daemon=True) for job in jobs
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _pull(self, label: str, runner: Runner, refs: list[str], progress: Progress) -> None:
-        try:
-            self._details[label] = pre_pull(runner, refs, progress)
-        except BaseException as exc:  # handed to the waiting thread
-            self._errors.append(exc)
-        finally:
-            self._seconds = max(self._seconds, time.monotonic() - self._started)
-
-    def wait(self) -> str:
-        """Join the pulls; the first failure is raised here."""
-        for thread in self._threads:
-            thread.join()
-        if self._errors:
-            raise self._errors[0]
-        details = [f"{label}: {text}" if label else text for label, text in self._details.items()]
-        return "; ".join(details) + f" ({self._seconds:.1f}s, alongside the backup)"
-
-
-def apply_target(
-    env: Environment,
-    runner: Runner,
-    previous: Snapshot,
-    recreate: Sequence[str] = (),
-    progress: Progress = None,
-) -> str:
-    """Prepare CONFIG, upload the target set, drop compose files no longer used, `up -d`.
-
-    When web is recreated, Compose alone would stop it first and start it only after every
-    other recreated container (the backends it depends on, the whiteboard that depends on
-    it) has been replaced, keeping HTTPS down all that time. So the backends come up first,
-    then web on its own, then the rest: HTTPS is down only for web's own restart.
-    """
-    say = progress or (lambda _message: None)
-    config = stack.prepare_config_dirs(env, runner)
-    say("uploading .env and compose files")
-    uploaded = stack.upload_stack(env, runner)
-    stale = [n for n in previous.files if n.endswith(".yml") and n not in uploaded]
-    if stale:
-        runner.run(["rm", "-f", "--", *(posixpath.join(env.deploy.stack_dir, n) for n in stale)])
-    target = stack.target_for(env)
-    front = {FRONT_SERVICE, *stack.dependents(env, FRONT_SERVICE)}
-    behind = [s for s in recreate if s not in front]
-    detail = f"CONFIG {config}; uploaded {', '.join(uploaded)}"
-    if FRONT_SERVICE in recreate:
-        steps = [behind] if behind else []
-        if len(front) > 1:
-            steps.append([FRONT_SERVICE])
-        for services in steps:
-            say(f"starting {', '.join(services)}")
-            runner.run(commands.compose_up_only(target, services), timeout=UP_TIMEOUT)
-        if steps:
-            detail += "; in order: " + " | ".join(", ".join(step) for step in steps) + " | rest"
-    say("starting the stack (docker compose up -d)")
-    runner.run(commands.compose_up(target), timeout=UP_TIMEOUT)
-    return detail
-
-
-def environment_of(env: Environment, env_text: str) -> Environment:
-    """The environment as a previous `.env` describes it (to verify what a rollback restored).
-
-    Its values are that `.env`'s. A bridge host's view of it (Environment.for_host refolds the
-    layers) is those values with the host's own deploy.toml values on top, and no process
-    overrides: a `JITSI_OPS_*` override of this run is part of what was rolled back."""
-    values = parse_env(env_text, "previous .env")
-    entries = tuple(Entry(key, value, literal=True, line=0) for key, value in values.items())
-    layers = (Layer("previous .env", entries), Layer("no process overrides", ()))
-    return dataclasses.replace(env, values=MappingProxyType(values), layers=layers)
-
-
-def record_state(
-    env: Environment, runner: Runner, deploy_id: str, values: Mapping[str, str]
-) -> None:
-    """state.json: the deployed release and the digests now running."""
-    digests = backup.running_digests(env, runner)
-    state = hoststate.DeployState(
-        env=env.name,
-        release=env.release,
-        deploy_id=deploy_id,
-        time=hoststate.iso_utc(),
-        project=env.deploy.project,
-        compose_files=tuple(values.get("COMPOSE_FILE", "").split(":")),
-        env_sha256=_sha256(stack.stack_files(env)[".env"]),
-        images=dict(planning.target_images(values, stack.stack_files(env))),
-        digests=digests,
-        jitsi_ops_version=_version(),
-    )
-    hoststate.write_state(runner, env.deploy.stack_dir, state)
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib  # noqa: PLC0415
-
-    return hashlib.sha256(data).hexdigest()
-
-
-def _version() -> str:
-    from jitsi_ops import __version__  # noqa: PLC0415
-
-    return __version__
+    return run_verify(env, runners, timeout=timeout, parallel=env.deploy.fleet.parallel)
 
 
 # ---------------------------------------------------------------------------- orchestration
@@ -496,10 +141,17 @@ def deploy(
     bridges: Mapping[Host, Runner] | None = None,
     allow_unknown_release: bool = False,
     media_probe: mediapath.MediaProbe = mediapath.probe_before,
+    guard: guarding.ConferenceGuard | None = None,
+    confirm: Confirm | None = None,
+    roll: Roll | None = None,
 ) -> DeployReport:
     """Run the pipeline on the main host and the role 'jvb' hosts in `bridges` (every bridge
     host of the environment must be there); never raises for a failed phase (see report.result).
     A release newer than jitsi-ops knows stops it in preflight unless `allow_unknown_release`.
+    `guard` (when given) reads the live load in the plan phase and decides, before anything
+    changes, whether the run may restart what cuts meetings; `confirm` (when given) sees the
+    plan and the load and may stop the run there. `roll` (when given) upgrades the changed
+    bridge hosts after the main host, one drained step each, instead of all at once.
 
     The main host's lock guards the whole environment: every deploy goes through it."""
     deploy_id = hoststate.new_deploy_id(env.name)
@@ -513,6 +165,9 @@ def deploy(
     run.bridges = _bridge_runs(env, bridges or {})
     run.allow_unknown_release = allow_unknown_release
     run.media_probe = media_probe
+    run.guard = guard
+    run.confirm = confirm
+    run.roll = roll
     try:
         if dry_run:
             # A dry run only reads: it takes no lock (that would write), it reports one.
@@ -541,6 +196,7 @@ def deploy(
         if report.lock == "held":
             report.lock = _release_after_interrupt(runner, stack_dir, deploy_id)
     finally:
+        report.releases = run.releases()
         if not dry_run:
             # run.env: the migrated environment, whose new secrets must be scrubbed too.
             _record(run.env, runner, report)
@@ -580,6 +236,7 @@ class _BridgeRun:
     plan: planning.Plan | None = None
     previous: Snapshot | None = None
     backed_up: bool = False  # this deploy's backup exists on the host
+    applied: bool = False  # this run began changing the host (a rollback puts it back)
 
     @property
     def changes(self) -> bool:
@@ -613,11 +270,14 @@ class _Run:
     edits: list[migrations.FileEdit] = field(default_factory=list)
     bridges: list[_BridgeRun] = field(default_factory=list)
     allow_unknown_release: bool = False
+    media_probe: mediapath.MediaProbe = mediapath.probe_before
+    guard: guarding.ConferenceGuard | None = None
+    confirm: Confirm | None = None
+    roll: Roll | None = None
     # From the migrate phase on the host may differ from the backup (CONFIG included), and the
     # env/NAME files as they were before the migrate phase rewrote them.
     migrated: bool = False
     env_files: undoing.LocalFiles = field(default_factory=undoing.LocalFiles)
-    media_probe: mediapath.MediaProbe = mediapath.probe_before
 
     def all_runners(self) -> dict[Host, Runner]:
         """Every host's runner, for the verify gate."""
@@ -626,28 +286,100 @@ class _Run:
         return runners
 
     def plan_bridges(self) -> str:
-        """Plan every bridge host from the (possibly migrated) environment; a detail suffix."""
-        details = []
-        for bridge in self.bridges:
-            bridge.env = self.env.for_host(bridge.host)
-            files = stack.stack_files(bridge.env)
-            values = rendered_values(bridge.env)
-            current = facts.gather_host_facts(
-                bridge.runner,
-                project=bridge.env.deploy.project,
-                stack_dir=bridge.env.deploy.stack_dir,
-                target_refs=planning.target_images(values, files).values(),
-            )
-            stack.refuse_foreign_services(bridge.env, current.containers, _deployed_files(current))
-            bridge.plan = planning.plan(values, files, current)
-            bridge.previous = snapshot(bridge.runner, bridge.env, current)
+        """Plan every bridge host from the (possibly migrated) environment, all at once (the
+        fleet's pool); a detail suffix."""
+        details = pool.on_all(
+            self.bridges,
+            self.plan_bridge,
+            parallel=self.env.deploy.fleet.parallel,
+            what="plan",
+            progress=self.progress,
+        )
+        for bridge in self.bridges:  # in host order, whatever order they finished in
+            assert bridge.plan is not None  # planned above
             self.report.bridge_plans[bridge.host.label] = bridge.plan
-            recreate = ", ".join(bridge.plan.services_to_recreate) or "none"
-            details.append(
-                f"{bridge.host.label}: "
-                + ("nothing to do" if bridge.plan.nothing_to_do else f"recreate: {recreate}")
-            )
         return "".join(f"; {d}" for d in details)
+
+    def plan_bridge(self, bridge: _BridgeRun) -> str:
+        """One bridge host's plan and snapshot; its detail."""
+        bridge.env = self.env.for_host(bridge.host)
+        files = stack.stack_files(bridge.env)
+        values = rendered_values(bridge.env)
+        current = facts.gather_host_facts(
+            bridge.runner,
+            project=bridge.env.deploy.project,
+            stack_dir=bridge.env.deploy.stack_dir,
+            target_refs=planning.target_images(values, files).values(),
+        )
+        stack.refuse_foreign_services(bridge.env, current.containers, _deployed_files(current))
+        bridge.plan = planning.plan(values, files, current)
+        bridge.previous = snapshot(bridge.runner, bridge.env, current)
+        recreate = ", ".join(bridge.plan.services_to_recreate) or "none"
+        return f"{bridge.host.label}: " + (
+            "nothing to do" if bridge.plan.nothing_to_do else f"recreate: {recreate}"
+        )
+
+    def observe_load(self) -> str:
+        """The live load into the report (when guarded); a plan detail suffix. Read before the
+        media probe, so its conference is never counted."""
+        if self.guard is None:
+            return ""
+        self.report.load = self.guard.observe()
+        return "; " + self.report.load.summary()
+
+    def before_change(self) -> None:
+        """The question on a terminal, then the conference guard: the last steps before the
+        first change; either may stop the run (OpsError), with nothing changed."""
+        if self.confirm is not None and not self.confirm(self.report):
+            raise OpsError("not confirmed: nothing was changed", hint="--yes skips the question")
+        if self.guard is not None:
+            with self.timeline.phase("guard") as phase:
+                self.report.guard = self.guard.check(
+                    self.recreations(), self.report.load, self.progress
+                )
+                phase.detail = self.report.guard.detail()
+
+    def recreations(self) -> dict[str, tuple[str, ...]]:
+        """host label -> the services this run recreates there (what the guard judges).
+
+        A running bridge that the rolling upgrade drains is left out: its own meetings are
+        waited for in its step (up to max wait, then the policy), not here."""
+        main_plan = self.report.plan
+        assert main_plan is not None  # planned
+        main_drained = self.main_in_roll()
+        found = {
+            self.env.deploy.main_host.label: tuple(
+                s for s in main_plan.services_to_recreate if not (main_drained and s == "jvb")
+            )
+        }
+        for bridge in self.bridges:
+            if bridge.plan is not None:
+                drained = self.roll is not None and bool(
+                    bridge.previous and bridge.previous.image_ids
+                )
+                found[bridge.host.label] = tuple(
+                    s for s in bridge.plan.services_to_recreate if not (drained and s == "jvb")
+                )
+        return found
+
+    def main_in_roll(self) -> bool:
+        """Whether the main host's apply is the roll's first step, its running jvb drained
+        around it like a bridge host's (there are bridge hosts to take its new meetings).
+
+        The whole apply, not jvb alone: upstream's web depends on jvb, so Compose would
+        recreate jvb with web anyway."""
+        main_plan = self.report.plan
+        if self.roll is None or not self.bridges or main_plan is None:
+            return False
+        return any(c.service == "jvb" and c.action == "recreate" for c in main_plan.service_changes)
+
+    def apply_main(self, previous: Snapshot) -> str:
+        """apply_target on the main host; its detail."""
+        main_plan = self.report.plan
+        assert main_plan is not None  # planned
+        return apply_target(
+            self.env, self.runner, previous, main_plan.services_to_recreate, self.progress
+        )
 
     def probe_media(self, env: Environment, previous: Snapshot) -> str:
         """media.ice before the change, when something runs; a plan detail suffix."""
@@ -700,7 +432,21 @@ class _Run:
         return previous
 
     def backup_hosts(self, previous: Snapshot, changed_bridges: list[_BridgeRun]) -> str:
-        """A verified backup on the main host and on every bridge host that changes."""
+        """A verified backup on the main host and on every bridge host that changes, all at
+        once (the fleet's pool)."""
+        jobs: list[Callable[[], str]] = [functools.partial(self.backup_main, previous)]
+        jobs += [functools.partial(self.backup_bridge, b) for b in changed_bridges]
+        details = pool.on_all(
+            jobs,
+            lambda job: job(),
+            parallel=self.env.deploy.fleet.parallel,
+            what="backup",
+            progress=self.progress if changed_bridges else None,
+        )
+        return "; ".join(details)
+
+    def backup_main(self, previous: Snapshot) -> str:
+        """The main host's verified backup, then its pruning; the detail."""
         env, runner, report = self.env, self.runner, self.report
         manifest = backup.create_backup(
             env,
@@ -708,31 +454,30 @@ class _Run:
             report.deploy_id,
             release=previous.release,
             digests=backup.running_digests(env, runner),
-            progress=self.progress,
+            # Alone, the main host's backup tells its steps; among several, the pool counts.
+            progress=self.progress if not self.bridges else None,
         )
         report.backup_id = report.deploy_id
         pruned = backup.prune(env, runner, env.deploy.backup.keep, protect=[report.deploy_id])
-        detail = f"{manifest.deploy_id}" + (f", pruned {len(pruned)}" if pruned else "")
-        for bridge in changed_bridges:
-            if not any(root.present for root in backup.resolve_roots(bridge.env, bridge.runner)):
-                # Unlike the main host (whose stack dir the lock creates) a new bridge host
-                # has nothing at all yet.
-                detail += f"; {bridge.host.label}: nothing to back up (first deploy)"
-                continue
-            backup.create_backup(
-                bridge.env,
-                bridge.runner,
-                report.deploy_id,
-                release=bridge.previous.release if bridge.previous else None,
-                digests=backup.running_digests(bridge.env, bridge.runner),
-                progress=self.progress,
-            )
-            backup.prune(
-                bridge.env, bridge.runner, env.deploy.backup.keep, protect=[report.deploy_id]
-            )
-            bridge.backed_up = True
-            detail += f"; {bridge.host.label}: backed up"
-        return detail
+        return f"{manifest.deploy_id}" + (f", pruned {len(pruned)}" if pruned else "")
+
+    def backup_bridge(self, bridge: _BridgeRun) -> str:
+        """One changing bridge host's verified backup and pruning; its detail."""
+        env, report = self.env, self.report
+        if not any(root.present for root in backup.resolve_roots(bridge.env, bridge.runner)):
+            # Unlike the main host (whose stack dir the lock creates) a new bridge host
+            # has nothing at all yet.
+            return f"{bridge.host.label}: nothing to back up (first deploy)"
+        backup.create_backup(
+            bridge.env,
+            bridge.runner,
+            report.deploy_id,
+            release=bridge.previous.release if bridge.previous else None,
+            digests=backup.running_digests(bridge.env, bridge.runner),
+        )
+        backup.prune(bridge.env, bridge.runner, env.deploy.backup.keep, protect=[report.deploy_id])
+        bridge.backed_up = True
+        return f"{bridge.host.label}: backed up"
 
     def pipeline(self) -> None:
         """preflight -> plan -> backup -> pull -> migrate -> apply -> gate -> record (or rollback)."""
@@ -745,16 +490,33 @@ class _Run:
         )
         progress = self.progress
         with timeline.phase("preflight") as phase:
-            phase.detail = preflight(
-                env, runner, values, allow_unknown_release=self.allow_unknown_release
-            )
-            for bridge in self.bridges:
-                phase.detail += "; " + preflight_bridge(
-                    bridge.env, bridge.runner, bridge.host.label
+            # Every host at once (the fleet's pool): a host that fails or does not answer stops
+            # the run here, before anything changes anywhere.
+            checks: list[Callable[[], str]] = [
+                functools.partial(
+                    preflight, env, runner, values, allow_unknown_release=self.allow_unknown_release
                 )
+            ]
+            checks += [
+                functools.partial(preflight_bridge, b.env, b.runner, b.host.label)
+                for b in self.bridges
+            ]
+            phase.detail = "; ".join(
+                pool.on_all(
+                    checks,
+                    lambda check: check(),
+                    parallel=env.deploy.fleet.parallel,
+                    what="preflight",
+                    progress=progress if self.bridges else None,
+                )
+            )
         with timeline.phase("plan") as phase:
             previous = self.plan_main(phase)
-            phase.detail += self.plan_bridges() + self.probe_media(env, previous)
+            bridges = self.plan_bridges()
+            # The load first: jicofo learns of a bridge's conferences from its stats presence a
+            # moment later, and would still count the media probe's just after it expired.
+            load = self.observe_load()
+            phase.detail += bridges + self.probe_media(env, previous) + load
         env, values, main_plan = self.env, self.values, report.plan
         assert main_plan is not None  # set by plan_main
         if report.dry_run:
@@ -766,6 +528,7 @@ class _Run:
                 timeline.skip(name, "nothing to do")
             report.result = "nothing-to-do"
             return
+        self.before_change()
         jobs = [("", runner, sorted(set(main_plan.target_images.values())))]
         for bridge in changed_bridges:
             assert bridge.plan is not None  # planned above
@@ -836,17 +599,21 @@ class _Run:
                     phase.detail += f"; rewrote {', '.join(written)}"
         else:
             timeline.skip("migrate", "no migrations")
-        with timeline.phase("apply") as phase:
-            phase.detail = apply_target(
-                env, runner, previous, main_plan.services_to_recreate, progress
-            )
-            for bridge in changed_bridges:
-                assert bridge.previous is not None  # snapshot taken in the plan phase
-                labelled = (
-                    (lambda m, b=bridge: progress(f"{b.host.label}: {m}")) if progress else None
-                )
-                apply_target(bridge.env, bridge.runner, bridge.previous, progress=labelled)
-                phase.detail += f"; {bridge.host.label}: up"
+        main_drained = self.main_in_roll()
+        if main_drained:
+            timeline.skip("apply", "the main host is the roll's first step, its jvb drained")
+        else:
+            with timeline.phase("apply") as phase:
+                phase.detail = self.apply_main(previous)
+                if self.roll is None:
+                    for bridge in changed_bridges:
+                        self.apply_bridge(bridge)
+                        phase.detail += f"; {bridge.host.label}: up"
+                elif changed_bridges:
+                    phase.detail += "; bridge hosts next, one drained step each"
+        if self.roll is not None and (changed_bridges or main_drained):
+            with timeline.phase("roll") as phase:
+                phase.detail = self.roll_steps(self.roll, previous, changed_bridges, main_drained)
         with timeline.phase("gate") as phase:
             report.verification = self.verifier(env, self.all_runners(), self.gate_timeout)
             phase.detail = _gate_detail(report.verification) + mediapath.gate_note(
@@ -855,13 +622,93 @@ class _Run:
             if not report.verification.ok:
                 phase.status = "failed"
 
+    def roll_steps(
+        self,
+        roll: Roll,
+        previous: Snapshot,
+        changed_bridges: list[_BridgeRun],
+        main_drained: bool,
+    ) -> str:
+        """The roll phase: the main host first when its jvb is drained, then every changed
+        bridge host, one drained step each; the phase detail. A failing step gate becomes the
+        deploy's verification (and its detail says whether this deploy broke the media path)."""
+        env, report = self.env, self.report
+        main_host = env.deploy.main_host
+        steps = []
+        if main_drained:
+            apply_main = functools.partial(self.apply_main, previous)
+            steps.append(
+                BridgeStep(
+                    main_host.label,
+                    main_host,
+                    self.runner,
+                    env,
+                    env,
+                    apply_main,
+                    running_port=_colibri_port(previous),
+                )
+            )
+        steps += [
+            BridgeStep(
+                b.host.label,
+                b.host,
+                b.runner,
+                b.env,
+                env,
+                functools.partial(self.apply_bridge, b),
+                running=bool(b.previous and b.previous.image_ids),
+                running_port=_colibri_port(b.previous),
+            )
+            for b in changed_bridges
+        ]
+        try:
+            return roll(steps, self.progress)
+        except VerifyFailed as exc:
+            failed = roll.failed_gate
+            if failed is not None:
+                report.verification = failed
+                raise VerifyFailed(
+                    exc.message + mediapath.gate_note(report.media_before, failed), exc.hint
+                ) from None
+            raise
+        finally:
+            report.roll = roll.journal()
+
+    def releases(self) -> dict[str, str | None]:
+        """host label -> the release it runs now, as far as this run knows."""
+        report = self.report
+        main_label = self.env.deploy.main_host.label
+        if report.result == "rollback-failed":
+            return dict.fromkeys([main_label, *(b.host.label for b in self.bridges)])
+        deployed = report.result in ("deployed", "nothing-to-do") or (
+            report.result in ("failed", "interrupted")
+            and report.verification is not None
+            and report.verification.ok
+            and report.rollback is None
+        )
+        found = {main_label: report.to_release if deployed else report.from_release}
+        for bridge in self.bridges:
+            before = bridge.previous.release if bridge.previous else None
+            found[bridge.host.label] = report.to_release if deployed else before
+        return found
+
+    def apply_bridge(self, bridge: _BridgeRun) -> str:
+        """apply_target on one bridge host (marked changed first: a failure mid-way is rolled
+        back too)."""
+        assert bridge.previous is not None  # snapshot taken in the plan phase
+        progress = self.progress
+        labelled = (lambda m: progress(f"{bridge.host.label}: {m}")) if progress else None
+        bridge.applied = True
+        return apply_target(bridge.env, bridge.runner, bridge.previous, progress=labelled)
+
     def undo_list(self, previous: Snapshot) -> list[undoing.HostUndo]:
         """Every host this run changed, and how it goes back: from this deploy's backup when
         the migrate phase ran (CONFIG changed), else from the previous files and images."""
         backup_id = self.report.backup_id if self.migrated else None
         hosts = [undoing.HostUndo("", self.env, self.runner, previous, backup_id)]
         for bridge in self.bridges:
-            if bridge.changes and bridge.previous is not None:
+            # A bridge the roll never reached still runs the previous release: left alone.
+            if bridge.applied and bridge.previous is not None:
                 hosts.append(
                     undoing.HostUndo(
                         bridge.host.label,
@@ -951,6 +798,15 @@ class _Run:
             result.error = f"{first.id} on {first.host}: {first.observed}"
 
 
+def _colibri_port(previous: Snapshot | None) -> int | None:
+    """JVB_COLIBRI_PORT of the .env a host runs (None: no .env, or unset)."""
+    if previous is None or ".env" not in previous.files:
+        return None
+    values = parse_env(previous.files[".env"].decode(), "host .env")
+    text = values.get("JVB_COLIBRI_PORT", "").strip()
+    return int(text) if text.isdigit() else 8080
+
+
 def _deployed_files(current: facts.HostFacts) -> tuple[str, ...]:
     """The compose files of the host's last jitsi-ops deploy (none before the first)."""
     return current.state.compose_files if current.state else ()
@@ -973,9 +829,25 @@ def _gate_detail(verification: VerifyReport) -> str:
     return f"{len(verification.failures)} failed, first: {first.id} ({first.observed})"
 
 
+def guard_audit(record: guarding.GuardRecord) -> dict[str, Any]:
+    """The guard's part of an audit line: policy, outcome, wait and the counts a force went
+    over (counts only: no names of meetings or people)."""
+    data: dict[str, Any] = {
+        "policy": record.policy,
+        "outcome": record.outcome,
+        "waited": round(record.waited, 1),
+    }
+    if record.overridden:
+        data["overridden"] = {
+            "conferences": record.overridden[0],
+            "participants": record.overridden[1],
+        }
+    return data
+
+
 def _record(env: Environment, runner: Runner, report: DeployReport) -> None:
     """One audit line on the host and one history line here; never a secret."""
-    record = {
+    record: dict[str, Any] = {
         "action": "deploy",
         "deploy_id": report.deploy_id,
         "env": env.name,
@@ -988,6 +860,10 @@ def _record(env: Environment, runner: Runner, report: DeployReport) -> None:
         "phases": [p.as_dict() for p in report.phases],
         "error": report.error,
     }
+    if report.roll:
+        record["roll"] = report.roll
+    if report.guard is not None and report.guard.outcome != "not needed":
+        record["guard"] = guard_audit(report.guard)
     secrets = rendered_values(env)
     # The host may be unreachable; the local history still has the record.
     with contextlib.suppress(OpsError):

@@ -35,7 +35,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     # deploy imports a lot (and may one day import this module): the type is all we need.
-    from jitsi_ops.deploy import PhaseResult
+    from jitsi_ops.deployreport import PhaseResult
 
 PROGRESS_PREFIX: Final = "  ... "
 """What a progress message is prefixed with in plain (non-terminal) output."""

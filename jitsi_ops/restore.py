@@ -52,9 +52,11 @@ from typing import Any
 
 from jitsi_ops import archive, backup, commands, facts, hoststate
 from jitsi_ops import plan as planning
-from jitsi_ops.deploy import Verifier, environment_of, verification_dict
+from jitsi_ops.deploy import Verifier
+from jitsi_ops.deployreport import verification_dict
 from jitsi_ops.envfile import parse_env
 from jitsi_ops.errors import ConfigError, OpsError, RemoteCommandError
+from jitsi_ops.hoststeps import environment_of
 from jitsi_ops.rollback import UP_TIMEOUT
 from jitsi_ops.runner import Result, Runner
 from jitsi_ops.settings import Environment, Host, local_user

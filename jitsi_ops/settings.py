@@ -89,6 +89,32 @@ class VerifyOptions:
     min_free_disk_mb: int = 2048
 
 
+GuardPolicy = Literal["refuse", "wait", "force"]
+GUARD_POLICIES: tuple[GuardPolicy, ...] = ("refuse", "wait", "force")
+
+
+@dataclass(frozen=True)
+class GuardOptions:
+    """The conference guard: what a disruptive step does while meetings are live."""
+
+    policy: GuardPolicy = "refuse"
+    max_wait: float = 1800.0  # seconds `wait` waits for the meetings to end
+
+
+@dataclass(frozen=True)
+class RollingOptions:
+    """Rolling bridge upgrades: how many bridges are drained and upgraded at once."""
+
+    batch: int = 1
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    """How many hosts the read-only and preparing phases reach at once."""
+
+    parallel: int = 8
+
+
 @dataclass(frozen=True)
 class DeploySettings:
     """The parsed env/NAME/deploy.toml."""
@@ -106,6 +132,9 @@ class DeploySettings:
     ssh: SshOptions = field(default_factory=SshOptions)
     backup: BackupOptions = field(default_factory=BackupOptions)
     verify: VerifyOptions = field(default_factory=VerifyOptions)
+    guard: GuardOptions = field(default_factory=GuardOptions)
+    rolling: RollingOptions = field(default_factory=RollingOptions)
+    fleet: FleetOptions = field(default_factory=FleetOptions)
 
     @property
     def main_host(self) -> Host:
@@ -213,6 +242,9 @@ _TOP_KEYS = {
     "ssh",
     "backup",
     "verify",
+    "guard",
+    "rolling",
+    "fleet",
 }
 _HOST_KEYS = {"address", "user", "port", "role", "values", "sudo", "stack_dir", "backup_dir"}
 _ENV_KEY_RE = re.compile(r"[A-Z][A-Z0-9_]*")
@@ -229,6 +261,9 @@ _VERIFY_KEYS = {
     "cert_warning_days",
     "min_free_disk_mb",
 }
+_GUARD_KEYS = {"policy", "max_wait"}
+_ROLLING_KEYS = {"batch"}
+_FLEET_KEYS = {"parallel"}
 _TYPES_HINT = "see env/example/deploy.toml for the expected types"
 
 
@@ -529,6 +564,25 @@ def parse_deploy_toml(text: str, source: str, env_dir: Path) -> DeploySettings:
         ),
         min_free_disk_mb=verify_raw.integer("min_free_disk_mb", VerifyOptions.min_free_disk_mb, 0),
     )
+    guard_raw = data.table("guard")
+    guard_raw.check_keys(_GUARD_KEYS)
+    policy_text = guard_raw.string("policy", GuardOptions.policy)
+    if policy_text not in GUARD_POLICIES:
+        raise guard_raw.error(
+            "policy",
+            f"must be one of {', '.join(GUARD_POLICIES)}, got {policy_text!r}",
+            hint='e.g. policy = "refuse" (default): a deploy that would cut meetings stops',
+        )
+    guard = GuardOptions(
+        policy=policy_text,
+        max_wait=guard_raw.number("max_wait", GuardOptions.max_wait),
+    )
+    rolling_raw = data.table("rolling")
+    rolling_raw.check_keys(_ROLLING_KEYS)
+    rolling = RollingOptions(batch=rolling_raw.integer("batch", RollingOptions.batch, 1))
+    fleet_raw = data.table("fleet")
+    fleet_raw.check_keys(_FLEET_KEYS)
+    fleet = FleetOptions(parallel=fleet_raw.integer("parallel", FleetOptions.parallel, 1))
     components = data.strings("components")
     for name in components:
         if name not in COMPONENTS:
@@ -553,6 +607,9 @@ def parse_deploy_toml(text: str, source: str, env_dir: Path) -> DeploySettings:
         ssh=ssh,
         backup=backup,
         verify=verify,
+        guard=guard,
+        rolling=rolling,
+        fleet=fleet,
     )
 
 

@@ -15,7 +15,9 @@ from typing import Any, TextIO, TypeVar
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from jitsi_ops import guard as guarding
 from jitsi_ops.errors import ConfigError, OpsError
+from jitsi_ops.runner import Runner
 from jitsi_ops.settings import SUDO_PASSWORD_VAR, Environment, Host, load_environment
 from jitsi_ops.ssh import SshRunner
 from jitsi_ops.ssh import connect as ssh_connect
@@ -130,6 +132,29 @@ def select_hosts(env: Environment, name: str) -> tuple[Host, ...]:
         f"{env.name} has no host {name!r}",
         hint=f"--host takes a host's address as deploy.toml names it, or 'main': {known}",
     )
+
+
+GUARD_HELP = (
+    "refuse|wait|force: what to do when the deploy would restart prosody, jicofo, web or a "
+    "bridge while meetings are live (default: [guard] policy of deploy.toml, else refuse)"
+)
+MAX_WAIT_HELP = (
+    "how long --guard wait waits for meetings to end, e.g. 900, 15m, 1h (default: [guard] max_wait)"
+)
+
+
+def conference_guard(
+    loaded: Environment,
+    runners: dict[Host, Runner],
+    policy: str = "",
+    max_wait: str = "",
+    action: str = "deploy",
+) -> guarding.ConferenceGuard:
+    """The guard of a task from its flags and deploy.toml's [guard] table."""
+    chosen = guarding.check_policy(policy) if policy else loaded.deploy.guard.policy
+    wait = guarding.parse_duration(max_wait) if max_wait else loaded.deploy.guard.max_wait
+    reader = guarding.LoadReader(loaded, runners)
+    return guarding.ConferenceGuard(chosen, wait, reader.read, action=action)
 
 
 def boundary(func: F) -> F:

@@ -9,12 +9,16 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from jitsi_ops import commands, hoststate, stack
+from jitsi_ops import commands, fleet, hoststate, stack
 from jitsi_ops import deploy as pipeline
+from jitsi_ops import guard as guarding
 from jitsi_ops.cli.common import (
     ENV_HELP,
+    GUARD_HELP,
+    MAX_WAIT_HELP,
     boundary,
     bridge_hosts,
+    conference_guard,
     emit_json,
     load,
     main_host,
@@ -26,7 +30,7 @@ from jitsi_ops.errors import OpsError
 from jitsi_ops.facts import gather, project_containers
 from jitsi_ops.output import TaskOutput, strip_terminal_codes
 from jitsi_ops.runner import Runner
-from jitsi_ops.settings import Environment
+from jitsi_ops.settings import Environment, Host
 from jitsi_ops.verify import mediapath
 
 RESULT_LINES = {
@@ -60,6 +64,30 @@ def _print_plans(report: DeployReport, dry_run: bool) -> None:
         if many:
             print(f"{label or 'main host'}:")
         print(plan.render_text(), end="")
+
+
+def _print_load(report: DeployReport) -> None:
+    if report.load is not None:
+        print(report.load.summary())
+
+
+def _asker(out: TaskOutput) -> pipeline.Confirm:
+    """The question before the first change, on a terminal: the plan and the load, then y/N."""
+
+    def confirm(report: DeployReport) -> bool:
+        out.clear()
+        _print_plans(report, dry_run=False)
+        _print_load(report)
+        answer = input(f"Deploy {report.to_release} to {report.env} now? [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
+
+    return confirm
+
+
+def _releases_line(report: DeployReport) -> str:
+    """`releases now: meet stable-11146-2, jvb1 stable-11146-1` (which host runs what)."""
+    parts = [f"{host} {release or 'unknown'}" for host, release in report.releases.items()]
+    return "releases now: " + ", ".join(parts)
 
 
 def _summary(report: DeployReport) -> str:
@@ -109,6 +137,9 @@ def _summary(report: DeployReport) -> str:
         "timeout": "seconds the verification gate may take (default: verify.timeout)",
         "allow_unknown_release": "deploy a release newer than the newest jitsi-ops knows, with "
         "the newest known release's compose set and no migrations for it",
+        "guard": GUARD_HELP,
+        "max_wait": MAX_WAIT_HELP,
+        "yes": "do not ask before changing anything (a run without a terminal never asks)",
     }
 )
 @boundary
@@ -120,9 +151,13 @@ def deploy(
     message: str = "",
     timeout: float = 0.0,
     allow_unknown_release: bool = False,
+    guard: str = "",
+    max_wait: str = "",
+    yes: bool = False,
 ) -> None:
     """Upgrade safely: lock, preflight, plan, backup, pull, apply, verify, roll back on failure."""
     loaded = load(c, env)
+    guarding.check_flags(guard, max_wait)  # bad flags: refused before connecting
     with (
         TaskOutput(sys.stdout, json=json) as out,
         main_host(loaded) as runner,
@@ -130,6 +165,21 @@ def deploy(
     ):
         where = ", ".join([runner.host, *(f"{b.host} (jvb)" for b in bridges.values())])
         out.line(f"deploy {loaded.name} -> {loaded.release} on {where}")
+        runners: dict[Host, Runner] = {loaded.deploy.main_host: runner, **bridges}
+        ask = not (yes or json or dry_run) and sys.stdin.isatty() and sys.stdout.isatty()
+        conference = conference_guard(loaded, runners, guard, max_wait)
+        roller = (
+            fleet.RollingUpgrade(
+                loaded,
+                (loaded.deploy.main_host, runner),
+                conference.policy,
+                conference.max_wait,
+                timeout if timeout > 0 else loaded.deploy.verify.timeout,
+                batch=loaded.deploy.rolling.batch,
+            )
+            if bridges
+            else None
+        )
         report = pipeline.deploy(
             loaded,
             runner,
@@ -140,11 +190,18 @@ def deploy(
             progress=None if json else out.progress,
             bridges=bridges,
             allow_unknown_release=allow_unknown_release,
+            guard=conference,
+            confirm=_asker(out) if ask else None,
+            roll=roller,
         )
     if json:
         emit_json(report.as_dict())
     else:
         _print_plans(report, dry_run)
+        if dry_run:
+            _print_load(report)
+        if bridges and not dry_run and report.result != "nothing-to-do":
+            print(_releases_line(report))
         print(_summary(report))
     if not report.ok:
         raise Exit(code=1)
@@ -156,7 +213,14 @@ def plan(c: Context, env: str = "", json: bool = False) -> None:
     """Show what a deploy would change (masked .env diff, files, images, recreations)."""
     loaded = load(c, env)
     with main_host(loaded) as runner, bridge_hosts(loaded) as bridges:
-        report = pipeline.deploy(loaded, runner, dry_run=True, bridges=bridges)
+        runners: dict[Host, Runner] = {loaded.deploy.main_host: runner, **bridges}
+        report = pipeline.deploy(
+            loaded,
+            runner,
+            dry_run=True,
+            bridges=bridges,
+            guard=conference_guard(loaded, runners),
+        )
     if report.plan is None:
         raise OpsError(report.error or "could not compute a plan", hint="see the error above")
     if json:
@@ -164,9 +228,11 @@ def plan(c: Context, env: str = "", json: bool = False) -> None:
         if report.bridge_plans:
             data["bridge_plans"] = {k: p.as_dict() for k, p in report.bridge_plans.items()}
         data["media_before"] = mediapath.as_dict(report.media_before)
+        data["load"] = report.load.as_dict() if report.load else None
         emit_json(data)
     else:
         _print_plans(report, dry_run=True)
+        _print_load(report)
         if report.media_before:  # probed only when something runs
             print(mediapath.summary(report.media_before))
 

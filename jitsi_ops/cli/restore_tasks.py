@@ -11,11 +11,24 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from jitsi_ops import backup as backups_mod
+from jitsi_ops import guard as guarding
 from jitsi_ops import restore as restoring
-from jitsi_ops.cli.common import ENV_HELP, boundary, bridge_hosts, emit_json, load, main_host
+from jitsi_ops.cli.common import (
+    ENV_HELP,
+    GUARD_HELP,
+    MAX_WAIT_HELP,
+    boundary,
+    bridge_hosts,
+    conference_guard,
+    emit_json,
+    load,
+    main_host,
+)
 from jitsi_ops.deploy import default_verifier
 from jitsi_ops.errors import ConfigError
 from jitsi_ops.output import TaskOutput
+from jitsi_ops.runner import Runner
+from jitsi_ops.settings import Host
 
 
 def _ask(out: TaskOutput, summary: Sequence[str]) -> bool:
@@ -80,6 +93,8 @@ def _print_report(report: restoring.RestoreReport) -> None:
         "no_verify": "do not run the verify suite on the restored release",
         "timeout": "seconds the verification may take (default: verify.timeout)",
         "json": "print one JSON report instead of text",
+        "guard": GUARD_HELP,
+        "max_wait": MAX_WAIT_HELP,
     }
 )
 @boundary
@@ -92,6 +107,8 @@ def restore(
     no_verify: bool = False,
     timeout: float = 0.0,
     json: bool = False,
+    guard: str = "",
+    max_wait: str = "",
 ) -> None:
     """Restore a backup set on every host it has: check all, then stop, put back and start each."""
     if not backup:
@@ -105,6 +122,7 @@ def restore(
         verify=not no_verify,
         timeout=timeout,
         json=json,
+        guard=(guard, max_wait),
     )
 
 
@@ -118,9 +136,14 @@ def _restore(
     verify: bool,
     timeout: float,
     json: bool,
+    guard: tuple[str, str] = ("", ""),
+    from_rollback: bool = False,
 ) -> None:
-    """Shared by restore and rollback: run the restore, print or emit its report."""
+    """Shared by restore and rollback: the conference guard, then the restore; print or emit
+    its report."""
     loaded = load(c, env)
+    policy, max_wait = guard
+    guarding.check_flags(policy, max_wait)  # bad flags: refused before connecting
     # Closed (live line gone) before the outcome below is printed.
     with (
         TaskOutput(sys.stdout, json=json) as out,
@@ -138,6 +161,14 @@ def _restore(
             out.progress(
                 f"rolling back to {backup} ({usable[0].release or 'release unknown'}), the state before the last deploy"
             )
+        # Before the question and the safety backup: a refusal changes nothing at all.
+        runners: dict[Host, Runner] = {loaded.deploy.main_host: runner, **bridges}
+        action = "rollback" if from_rollback else "restore"
+        conference = conference_guard(loaded, runners, policy, max_wait, action=action)
+        record = conference.check(guarding.running_guarded(loaded, runners), say=out.progress)
+        if record.outcome != "not needed":
+            out.line(f"guard: {record.detail()}")
+        guarding.audit_override(loaded, runner, record, action)
         report = restoring.restore(
             loaded,
             runner,
@@ -164,6 +195,8 @@ def _restore(
         "yes": "do not ask for confirmation",
         "timeout": "seconds the verification may take (default: verify.timeout)",
         "json": "print one JSON report instead of text",
+        "guard": GUARD_HELP,
+        "max_wait": MAX_WAIT_HELP,
     }
 )
 @boundary
@@ -174,6 +207,19 @@ def rollback(
     yes: bool = False,
     timeout: float = 0.0,
     json: bool = False,
+    guard: str = "",
+    max_wait: str = "",
 ) -> None:
     """Go back to the state before the last deploy (or --to an older one) on every host it changed."""
-    _restore(c, env, to, yes=yes, safety=True, verify=True, timeout=timeout, json=json)
+    _restore(
+        c,
+        env,
+        to,
+        yes=yes,
+        safety=True,
+        verify=True,
+        timeout=timeout,
+        json=json,
+        guard=(guard, max_wait),
+        from_rollback=True,
+    )

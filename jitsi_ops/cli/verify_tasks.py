@@ -69,6 +69,7 @@ def verify(
                 runners,
                 only=only or [],
                 timeout=timeout if timeout > 0 else None,
+                parallel=loaded.deploy.fleet.parallel,
                 progress=lambda round_no, pending, remaining: out.progress(
                     _waiting(round_no, pending, remaining)
                 ),

@@ -56,6 +56,9 @@ class VerifyRun:
     restart_interval: float = RESTART_SAMPLE_INTERVAL
     # POST/PATCH to loopback-only REST (the bridge's colibri2 conferences for media.ice).
     rest: LoopbackRequest = loopback_request
+    # How many bridges jicofo must count, when not every JVB host runs one yet (a rolling first
+    # deploy of several bridge hosts, gated host by host); None: one per JVB host.
+    expected_bridges: int | None = None
     _stable: dict[str, Any] = field(default_factory=dict)
 
     def remaining(self) -> float:

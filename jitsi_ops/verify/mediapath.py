@@ -24,7 +24,13 @@ _WORDS = {"pass": "ok", "warn": "unproven", "fail": "BROKEN"}
 def probe_before(env: Environment, runners: Mapping[Host, Runner]) -> dict[str, Outcome]:
     """media.ice on every JVB host, by host label (empty when it could not run at all)."""
     try:
-        report = verify(env, runners, only=[CHECK_ID], timeout=BEFORE_TIMEOUT)
+        report = verify(
+            env,
+            runners,
+            only=[CHECK_ID],
+            timeout=BEFORE_TIMEOUT,
+            parallel=env.deploy.fleet.parallel,
+        )
     except OpsError:
         return {}
     return {o.host: o for o in report.outcomes if o.id == CHECK_ID}

@@ -4,15 +4,21 @@ Round 1 runs every selected check. A failure is retried in the next round when i
 `settles` (it depends on services that may still be starting) and the result is not `final`;
 everything else keeps its first answer. Rounds get a fresh set of facts (nothing stale is
 reused) and pause a little longer each time, never past the overall timeout.
+
+With `parallel` > 1 the hosts' checks run side by side (each host's own rounds, on its own
+connection, at most `parallel` hosts at a time): a fleet is verified in about the time of its
+slowest host, not the sum of them.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
+from jitsi_ops import pool
 from jitsi_ops.environments import rendered_values
 from jitsi_ops.errors import ConfigError, OpsError
 from jitsi_ops.runner import Runner
@@ -109,6 +115,37 @@ def run_checks(
     return [_outcome(checks[i], *results[i], values=run.values) for i in range(len(checks))]
 
 
+def run_by_host(
+    checks: Sequence[Check], run: VerifyRun, progress: Progress | None, parallel: int
+) -> list[Outcome]:
+    """run_checks for each host's checks, `parallel` hosts at a time; outcomes in check order."""
+    by_host: dict[Host, list[int]] = {}
+    for index, check in enumerate(checks):
+        by_host.setdefault(check.host, []).append(index)
+    if parallel <= 1 or len(by_host) <= 1:
+        return run_checks(checks, run, progress)
+    said = threading.Lock()
+
+    def say(round_no: int, retry: Sequence[Check], remaining: float) -> None:
+        assert progress is not None  # only handed on when there is one
+        with said:  # one line at a time, whichever host's round it is
+            progress(round_no, retry, remaining)
+
+    groups = list(by_host.values())
+    results = pool.on_all(
+        groups,
+        lambda group: run_checks(
+            [checks[i] for i in group], run, say if progress is not None else None
+        ),
+        parallel=parallel,
+        what="verify",
+    )
+    outcomes: dict[int, Outcome] = {}
+    for group, found in zip(groups, results, strict=True):
+        outcomes.update(zip(group, found, strict=True))
+    return [outcomes[i] for i in range(len(checks))]
+
+
 def _outcome(
     check: Check,
     result: CheckResult,
@@ -143,8 +180,13 @@ def verify(
     progress: Progress | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    expected_bridges: int | None = None,
+    parallel: int = 1,
 ) -> VerifyReport:
-    """Run the suite against every host of `env` and return the report (nothing printed)."""
+    """Run the suite against every host of `env` and return the report (nothing printed).
+
+    `expected_bridges`: the bridges jicofo must count, when fewer than one per JVB host run
+    yet (see VerifyRun). `parallel`: how many hosts are checked at once."""
     values = rendered_values(env)
     # Only the hosts given (a restore reconnects to the main host alone); the bridge count
     # jicofo must see still covers every JVB host of the environment.
@@ -161,8 +203,9 @@ def verify(
         clock=clock,
         sleep=sleep,
         rest=rest,
+        expected_bridges=expected_bridges,
     )
-    outcomes = run_checks(checks, run, progress)
+    outcomes = run_by_host(checks, run, progress, parallel)
     return VerifyReport(
         env=env.name,
         release=env.release,

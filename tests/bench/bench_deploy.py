@@ -11,7 +11,12 @@ the same run, on the same host, for the same upgrade. No timed assertions anywhe
 Each figure comes twice: with the small stand-in images (a few MB above a base every host
 already has), and with "sized" stand-ins whose extra layer makes an upgrade pull what a real
 host pulls for the real images (tests/testbed/images.py: REAL_IMAGE_MB, and its note on where
-the sizes come from). `--sizes small|real|both` (default both) picks the passes.
+the sizes come from). `--sizes small|real|both|none` (default both) picks the passes.
+
+5. The fleet (`--fleet 1,4,8`, the default; "" or none skips it): an upgrade of the sandbox main
+   host plus 1, 4 and 8 bridge hosts, the prepare phases (lock..pull, run on every host at
+   once) timed apart from the rolling part; goal: prepare(8)/prepare(1) <= 1.5. See
+   tests/bench/bench_fleet.py.
 
 The host is the testbed's namespaced host jvb1 (its own sshd and dockerd): before every
 measured upgrade the target images are removed from its daemon, so each flow really pulls them
@@ -42,6 +47,7 @@ from jitsi_ops.environments import fill_secrets, rendered_values
 from jitsi_ops.settings import Environment, load_environment
 from jitsi_ops.ssh import SshRunner, connect
 from jitsi_ops.verify.hostside import loopback_get
+from tests.bench import bench_fleet
 from tests.testbed import images
 from tests.testbed.provision import provision
 
@@ -278,23 +284,32 @@ def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.bench_deploy")
     parser.add_argument(
         "--sizes",
-        choices=("small", "real", "both"),
+        choices=("small", "real", "both", "none"),
         default="both",
-        help="small: the stand-ins as they are; real: padded to the real images' compressed "
-        "sizes; both (default): one pass each",
+        help="single-host passes: small: the stand-ins as they are; real: padded to the real "
+        "images' compressed sizes; both (default): one pass each; none: no single-host figures",
+    )
+    parser.add_argument(
+        "--fleet",
+        default="1,4,8",
+        help="bridge host counts of the fleet figures, comma-separated (default 1,4,8; "
+        '"" or none skips them)',
     )
     return parser.parse_args()
 
 
 def main() -> None:
-    passes = {"small": [False], "real": [True], "both": [False, True]}[_arguments().sizes]
-    provision(hosts=1, install_packages=False)
+    arguments = _arguments()
+    passes = {"small": [False], "real": [True], "both": [False, True], "none": []}[arguments.sizes]
+    fleet_sizes = bench_fleet.parse_fleet(arguments.fleet)
+    provision(hosts=max([1, *fleet_sizes]), install_packages=False)
     if True in passes:
         timings = images.build_sized([OLD, NEW])
         print("sized stand-ins: " + ", ".join(f"{k} {v:g}" for k, v in timings.items()))
     results: dict[str, dict[str, float]] = {}
+    fleet_runs: dict[int, bench_fleet.FleetRun] = {}
     with tempfile.TemporaryDirectory(prefix="jitsi-ops-bench-") as scratch:
-        checkout = scratch_checkout(Path(scratch))
+        checkout = scratch_checkout(Path(scratch) / "single")
         fill_secrets(bench_env(checkout, OLD))
         for sized in passes:
             env_old = bench_env(checkout, OLD, sized=sized)
@@ -315,11 +330,17 @@ def main() -> None:
             finally:
                 tear_down(env_old, probe)
                 probe.close()
+        if fleet_sizes:
+            fleet_scratch = Path(scratch) / "fleet"
+            fleet_scratch.mkdir()
+            fleet_runs = bench_fleet.measure_fleet(fleet_scratch, fleet_sizes)
     if len(results) > 1:
         print("\nsmall vs real sizes (same run)")
         for key in ("deploy", "deploy_with_gate", "unavailability", "pull"):
             small, real = results["small"][key], results["real"][key]
             print(f"  {key:<18} small {small:7.2f}   real sizes {real:7.2f}")
+    if fleet_sizes:
+        bench_fleet.print_fleet(fleet_runs)
 
 
 if __name__ == "__main__":

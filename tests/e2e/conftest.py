@@ -21,6 +21,7 @@ from jitsi_ops.ssh import SshRunner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_ROOT = "/srv/jitsi-ops-sandbox"
+BRIDGE_HOSTS = 3  # jvb1..jvb3: the rolling upgrade of test_fleet_guard needs three
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,7 +34,7 @@ def testbed() -> object:
     """The provisioned testbed (provisions it if needed)."""
     from tests.testbed.provision import provision  # noqa: PLC0415
 
-    return provision(hosts=1, install_packages=os.environ.get("CI") == "true")
+    return provision(hosts=BRIDGE_HOSTS, install_packages=os.environ.get("CI") == "true")
 
 
 def by_service(inspected: list[dict[str, Any]]) -> dict[str, tuple[str, str, str]]:

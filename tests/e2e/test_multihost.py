@@ -21,6 +21,7 @@ from dotenv import dotenv_values
 
 from jitsi_ops.settings import Environment
 from tests.e2e.conftest import REPO_ROOT, SANDBOX_ROOT, by_service, run_invoke
+from tests.testbed.netns import MAIN_PRIVATE_ADDRESS  # where every bridge host reaches prosody
 
 OLD, NEW = "stable-11146-1", "stable-11146-2"
 PROJECT = "jitsi-sandbox"
@@ -28,16 +29,15 @@ JVB1_ROOT = Path(SANDBOX_ROOT) / "jvb1"
 JVB1_STACK = JVB1_ROOT / "stack"
 JVB1_BACKUPS = JVB1_ROOT / "backups"
 MAIN_STACK = Path(SANDBOX_ROOT) / "stack"
-HOST_SIDE = "10.231.1.1"  # the sandbox's end of jvb1's veth pair
 JVB1_ADDRESS = "10.231.1.2"
 JVB1_NETNS = "jitsiops-h1"  # the testbed's network namespace of jvb1
 TESTBED = REPO_ROOT / ".testbed"
 
 
-def on_jvb1(command: str) -> subprocess.CompletedProcess[str]:
-    """A shell command on jvb1 over the testbed's ssh_config (jvb1's own dockerd)."""
+def on_host(alias: str, command: str) -> subprocess.CompletedProcess[str]:
+    """A shell command on a bridge host over the testbed's ssh_config (its own dockerd)."""
     return subprocess.run(
-        ["ssh", "-F", str(TESTBED / "ssh_config"), "jvb1", command],
+        ["ssh", "-F", str(TESTBED / "ssh_config"), alias, command],
         capture_output=True,
         text=True,
         check=False,
@@ -45,23 +45,37 @@ def on_jvb1(command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def jvb1_containers() -> dict[str, tuple[str, str, str]]:
-    """service -> (id, image, started at) of the project on jvb1."""
-    listing = on_jvb1(
+def on_jvb1(command: str) -> subprocess.CompletedProcess[str]:
+    return on_host("jvb1", command)
+
+
+def host_containers(alias: str) -> dict[str, tuple[str, str, str]]:
+    """service -> (id, image, started at) of the project on a bridge host."""
+    listing = on_host(
+        alias,
         f"docker ps -aq --filter label=com.docker.compose.project={PROJECT} | "
-        "xargs -r docker inspect"
+        "xargs -r docker inspect",
     )
     assert listing.returncode == 0, listing.stderr
     inspected = json.loads(listing.stdout or "[]")
     return by_service(inspected)
 
 
-def remove_jvb1_project() -> None:
-    on_jvb1(
+def jvb1_containers() -> dict[str, tuple[str, str, str]]:
+    return host_containers("jvb1")
+
+
+def remove_project(alias: str) -> None:
+    on_host(
+        alias,
         f"docker ps -aq --filter label=com.docker.compose.project={PROJECT} | xargs -r docker rm -f; "
         f"docker network ls -q --filter label=com.docker.compose.project={PROJECT} | "
-        "xargs -r docker network rm"
+        "xargs -r docker network rm",
     )
+
+
+def remove_jvb1_project() -> None:
+    remove_project("jvb1")
 
 
 def jicofo_bridges() -> int:
@@ -77,9 +91,24 @@ def secrets() -> list[str]:
     return [v for v in values.values() if v]
 
 
-@pytest.fixture
-def two_hosts(clean_sandbox: Environment, tmp_path: Path) -> Iterator[Path]:
-    """An operator checkout whose sandbox environment has jvb1 as a bridge host."""
+def bridge_host_entry(n: int) -> str:
+    """deploy.toml's [[hosts]] table of jvbN: its own directories (the namespace shares the
+    machine's filesystem), prosody reached on the main host's private address."""
+    root = Path(SANDBOX_ROOT) / f"jvb{n}"
+    # No private candidates: the bridge's container network lives in its namespace, and a
+    # probe sent there from the machine would leave through the default route.
+    return f"""
+[[hosts]]
+address = "jvb{n}"
+role = "jvb"
+stack_dir = "{root / "stack"}"
+backup_dir = "{root / "backups"}"
+values = {{ JVB_XMPP_SERVER = "{MAIN_PRIVATE_ADDRESS}", JVB_ADVERTISE_IPS = "10.231.{n}.2", JVB_ADVERTISE_PRIVATE_CANDIDATES = "0", PUBLISH_ADDRESS = "", CONFIG = "{root / "config"}" }}
+"""
+
+
+def operator_checkout(tmp_path: Path, bridges: int) -> Path:
+    """An operator checkout whose sandbox environment has jvb1..jvbN as bridge hosts."""
     repo = tmp_path / "ops"
     shutil.copytree(REPO_ROOT / "compose", repo / "compose")
     shutil.copytree(REPO_ROOT / "env", repo / "env")
@@ -90,23 +119,19 @@ def two_hosts(clean_sandbox: Environment, tmp_path: Path) -> Iterator[Path]:
         .replace('"../../.testbed/ssh_config"', json.dumps(str(TESTBED / "ssh_config")))
         .replace('"../../.testbed/known_hosts"', json.dumps(str(TESTBED / "known_hosts")))
     )
-    bridge = f"""
-[[hosts]]
-address = "jvb1"
-role = "jvb"
-stack_dir = "{JVB1_STACK}"
-backup_dir = "{JVB1_BACKUPS}"
-values = {{ JVB_XMPP_SERVER = "{HOST_SIDE}", JVB_ADVERTISE_IPS = "{JVB1_ADDRESS}", JVB_ADVERTISE_PRIVATE_CANDIDATES = "0", PUBLISH_ADDRESS = "", CONFIG = "{JVB1_ROOT / "config"}" }}
-"""
-    # No private candidates on jvb1: its container network lives in its namespace, and a probe
-    # sent there from the machine would leave through the default route.
-    # The bridge host goes right after the main host's table (before [ssh]).
-    text = text.replace("\n[ssh]", bridge + "\n[ssh]", 1)
-    toml.write_text(text)
+    tables = "".join(bridge_host_entry(n) for n in range(1, bridges + 1))
+    # The bridge hosts go right after the main host's table (before [ssh]).
+    toml.write_text(text.replace("\n[ssh]", tables + "\n[ssh]", 1))
     jitsi_env = repo / "env" / "sandbox" / "jitsi.env"
-    jitsi_env.write_text(jitsi_env.read_text() + f"XMPP_PUBLISH_ADDRESS={HOST_SIDE}\n")
+    jitsi_env.write_text(jitsi_env.read_text() + f"XMPP_PUBLISH_ADDRESS={MAIN_PRIVATE_ADDRESS}\n")
+    return repo
+
+
+@pytest.fixture
+def two_hosts(clean_sandbox: Environment, tmp_path: Path) -> Iterator[Path]:
+    """An operator checkout whose sandbox environment has jvb1 as a bridge host."""
     remove_jvb1_project()
-    yield repo
+    yield operator_checkout(tmp_path, 1)
     remove_jvb1_project()
 
 
@@ -131,7 +156,7 @@ def test_bridge_host_joins_and_is_upgraded_with_the_main_host(two_hosts: Path) -
     assert bridge["jvb"][1].endswith(f"/jvb:{OLD}"), bridge
     bridge_env = dotenv_values(JVB1_STACK / ".env", interpolate=False)
     assert bridge_env["COMPOSE_FILE"] == "jvb.yml", bridge_env.get("COMPOSE_FILE")
-    assert bridge_env["JVB_XMPP_SERVER"] == HOST_SIDE
+    assert bridge_env["JVB_XMPP_SERVER"] == MAIN_PRIVATE_ADDRESS
     assert bridge_env["JVB_ADVERTISE_IPS"] == JVB1_ADDRESS
     assert bridge_env.get("JVB_AUTH_PASSWORD"), "the bridge needs its XMPP password"
     leaked = sorted(k for k in ("JICOFO_AUTH_PASSWORD", "JIGASI_XMPP_PASSWORD") if k in bridge_env)
@@ -245,7 +270,8 @@ def test_compose_up_failing_on_the_bridge_rolls_back_both_hosts(two_hosts: Path)
         assert value not in output, "a secret value appeared in output"
     assert failed.returncode == 1, output
     last = failed.stdout.strip().splitlines()[-1]
-    assert last.startswith("FAILED: apply failed: ") and f":{port}" in last, last
+    # Bridge hosts change in the roll phase (one drained step each), after the main host.
+    assert last.startswith("FAILED: roll failed: ") and f":{port}" in last, last
     assert f"rolled back to {OLD} (verified)" in last, last
     rollback = next(line for line in output.splitlines() if line.startswith("  rollback "))
     assert "jvb1: restored" in rollback, rollback

@@ -3,6 +3,11 @@
 Host N lives in namespace jitsiops-hN, reached over a veth pair: 10.231.N.1/30 on the machine
 side (link jitsiops-hN), 10.231.N.2/30 inside (eth0). No default route: the host can talk to
 the machine and to nothing else.
+
+The machine also owns MAIN_PRIVATE_ADDRESS (10.231.0.1, on a link of its own), and every
+namespace routes that one address through its veth pair: the main host's address on a private
+network that all bridge hosts share, where prosody's XMPP port is published for them
+(XMPP_PUBLISH_ADDRESS), as on real machines with a private LAN.
 """
 
 from __future__ import annotations
@@ -12,6 +17,31 @@ from pathlib import Path
 from .sshhosts import Host
 from .state import NETNS_DIR, Action, State
 from .system import Log, TestbedError, find_exe, is_mount_point, run, succeeds, unmount
+
+MAIN_PRIVATE_ADDRESS = "10.231.0.1"
+MAIN_LINK = "jitsiops-main"  # a veth pair left in the machine's namespace: the address's home
+
+
+def ensure_main_address(state: State) -> Action:
+    """MAIN_PRIVATE_ADDRESS on the machine (no dummy links in a container: a lone veth pair)."""
+    ip = find_exe("ip")
+    action = Action.REUSED
+    if not succeeds([ip, "link", "show", "dev", MAIN_LINK]):
+        state.remember("links", MAIN_LINK)
+        run([ip, "link", "add", MAIN_LINK, "type", "veth", "peer", "name", f"{MAIN_LINK}-p"])
+        action = Action.CREATED
+    elif MAIN_LINK not in state.links:
+        raise TestbedError(
+            f"link {MAIN_LINK} exists but the testbed did not create it "
+            f"(remove it with `ip link del {MAIN_LINK}`)"
+        )
+    for argv in (
+        [ip, "addr", "replace", f"{MAIN_PRIVATE_ADDRESS}/32", "dev", MAIN_LINK],
+        [ip, "link", "set", f"{MAIN_LINK}-p", "up"],
+        [ip, "link", "set", MAIN_LINK, "up"],
+    ):
+        run(argv)
+    return action
 
 
 def ensure_netns(state: State, host: Host, n: int) -> Action:
@@ -40,7 +70,9 @@ def ensure_netns(state: State, host: Host, n: int) -> Action:
         [ip, "-n", host.netns, "addr", "replace", f"{host.address}/30", "dev", "eth0"],
         [ip, "-n", host.netns, "link", "set", "eth0", "up"],
         [ip, "-n", host.netns, "link", "set", "lo", "up"],
-    ):
+        [ip, "-n", host.netns, "route", "replace", f"{MAIN_PRIVATE_ADDRESS}/32",
+         "via", f"10.231.{n}.1", "dev", "eth0"],
+    ):  # fmt: skip
         run(argv)
     return action
 

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from . import packages, sshhosts, sudouser
 from .daemons import Daemon, ensure_daemon, stop_daemon
-from .netns import ensure_netns, remove_network
+from .netns import ensure_main_address, ensure_netns, remove_network
 from .sshhosts import Host
 from .state import NETNS_DIR, Action, Layout, State, locked
 from .system import (
@@ -548,6 +548,8 @@ def _provision_locked(
     timer.step(
         "sandbox sshd", lambda: ensure_sshd(layout, state, all_hosts[0], user_keys=sudo_keys)
     )
+    if state.hosts:
+        timer.step("main address", lambda: ensure_main_address(state))
     for n in range(1, state.hosts + 1):
         all_hosts.append(
             ensure_extra_host(layout, state, n, timer.step, registry_changed=registry_changed)

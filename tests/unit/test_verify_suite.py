@@ -4,6 +4,7 @@ and REST checks against canned answers (RecordingRunner, a fake loopback)."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from jitsi_ops.verify import checks, select
 from jitsi_ops.verify.facts import Facts, VerifyRun
 from jitsi_ops.verify.hostside import HttpAnswer
 from jitsi_ops.verify.model import Check, CheckResult, VerifyReport, failed, passed
-from jitsi_ops.verify.suite import run_checks, verify
+from jitsi_ops.verify.suite import run_by_host, run_checks, verify
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "verify"
@@ -191,6 +192,41 @@ def test_settling_failures_are_retried_until_they_pass() -> None:
         ("t.final", "fail", 1, "served wrong"),
     ], got
     assert clock.sleeps == [1.0, 2.0], clock.sleeps
+
+
+def test_hosts_are_checked_side_by_side_and_reported_in_check_order(scratch_repo: Path) -> None:
+    """Each host's checks wait at a barrier that only opens when every host is being checked
+    at once: one host after another would time out there."""
+    env = two_hosts(scratch_repo)
+    main, jvb1 = env.deploy.hosts
+    barrier = threading.Barrier(2, timeout=5)
+
+    def meets_the_other_host(_facts: Facts, host: Host) -> CheckResult:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return failed(f"{host.label} checked alone", final=True)
+        return passed(f"{host.label} ok")
+
+    suite = [
+        Check("t.a", main, "d", meets_the_other_host),
+        Check("t.b", jvb1, "d", meets_the_other_host),
+        Check("t.c", main, "d", scripted([passed("second on main")])),
+    ]
+    run = VerifyRun(
+        env=env,
+        values=dict(env.values),
+        runners={main: RecordingRunner(label="meet"), jvb1: RecordingRunner(label="jvb1")},
+        loopback=lambda *_a: HttpAnswer(404, ""),
+        deadline=1e9,
+    )
+    outcomes = run_by_host(suite, run, None, parallel=8)
+    got = [(o.id, o.host, o.status, o.observed) for o in outcomes]
+    assert got == [
+        ("t.a", main.label, "pass", f"{main.label} ok"),
+        ("t.b", jvb1.label, "pass", f"{jvb1.label} ok"),
+        ("t.c", main.label, "pass", "second on main"),
+    ], got
 
 
 def test_retries_stop_at_the_deadline() -> None:

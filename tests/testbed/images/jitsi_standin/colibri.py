@@ -15,6 +15,10 @@ what is faithful and what is not):
   when its USERNAME's first part is a live ufrag and its MESSAGE-INTEGRITY validates with that
   endpoint's pwd; the Binding Success carries XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY (same key)
   and FINGERPRINT. Anything else is dropped silently.
+- expiry of idle entities, as the real bridge's ``videobridge.entity-expiration`` (timeout 1
+  minute): an endpoint with no valid connectivity check (nor colibri2 request) for that long
+  is expired, and a conference without endpoints idle as long goes with it. A participant's
+  browser keeps its endpoint alive with ICE consent checks; a test's "live meeting" sends them.
 STUN encoding comes from aioice (a maintained implementation), as in the product's probe.
 """
 
@@ -25,6 +29,7 @@ import json
 import secrets
 import socket
 import string
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +39,7 @@ from jitsi_standin.common import env, env_bool
 from jitsi_standin.httpd import Response
 
 PREFIX = "/colibri/v2/conferences"
+EXPIRE_AFTER = 60.0  # videobridge.entity-expiration.timeout of the real bridge
 _ICE_CHARS = string.ascii_letters + string.digits
 
 
@@ -48,6 +54,7 @@ class Endpoint:
     id: str
     ufrag: str = field(default_factory=lambda: _token(14))
     pwd: str = field(default_factory=lambda: _token(26))
+    active_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -57,6 +64,7 @@ class Conference:
     meeting_id: str
     name: str
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    active_at: float = field(default_factory=time.monotonic)
 
 
 def _container_addresses() -> list[str]:
@@ -86,6 +94,10 @@ def advertised_candidates(udp_port: int) -> list[tuple[str, int, str, str]]:
     return found
 
 
+# jitsi-ops names its media probe's conferences so (jitsi_ops.bridge_rest.PROBE_PREFIX).
+PROBE_PREFIX = "jitsi-ops-probe-"
+
+
 class Colibri:
     """Conferences by meeting id, endpoints by ufrag, and the REST handlers."""
 
@@ -105,6 +117,13 @@ class Colibri:
         """Endpoints of every conference."""
         return sum(len(c.endpoints) for c in self.conferences.values())
 
+    def meetings(self) -> tuple[int, int]:
+        """(conferences, endpoints) without jitsi-ops' probe conferences (`jitsi-ops-probe-*`):
+        what the stand-in jicofo counts as its own (the real jicofo never sees a probe, which
+        is created on the bridge directly)."""
+        meetings = [c for c in self.conferences.values() if not c.name.startswith(PROBE_PREFIX)]
+        return len(meetings), sum(len(c.endpoints) for c in meetings)
+
     def by_ufrag(self, ufrag: str) -> Endpoint | None:
         """The live endpoint with this ufrag."""
         for conference in self.conferences.values():
@@ -112,6 +131,19 @@ class Colibri:
                 if endpoint.ufrag == ufrag:
                     return endpoint
         return None
+
+    def expire_idle(self, now: float | None = None) -> None:
+        """Expire endpoints, then empty conferences, idle for EXPIRE_AFTER seconds."""
+        now = time.monotonic() if now is None else now
+        for meeting_id, conference in list(self.conferences.items()):
+            for endpoint_id, endpoint in list(conference.endpoints.items()):
+                if now - endpoint.active_at > EXPIRE_AFTER:
+                    del conference.endpoints[endpoint_id]
+                    conference.active_at = max(conference.active_at, endpoint.active_at)
+                    self.log(f"endpoint {endpoint_id} expired (no activity)")
+            if not conference.endpoints and now - conference.active_at > EXPIRE_AFTER:
+                del self.conferences[meeting_id]
+                self.log(f"conference {conference.name or meeting_id} expired (no activity)")
 
     # ---- REST ------------------------------------------------------------------------------
 
@@ -160,6 +192,7 @@ class Colibri:
             self.log(f"conference {conference.name or meeting_id} created")
         elif conference is None:
             return Response.text("Failed to create conference: Conference not found\n", 400)
+        conference.active_at = time.monotonic()
         answered: list[dict[str, Any]] = []
         for item in request.get("endpoints", []) or []:
             if not isinstance(item, dict) or not item.get("id"):
@@ -174,6 +207,8 @@ class Colibri:
                 answered.append(self._endpoint_json(endpoint))
             elif endpoint_id not in conference.endpoints:
                 return Response.text(f"Failed: unknown endpoint {endpoint_id}\n", 400)
+            else:
+                conference.endpoints[endpoint_id].active_at = time.monotonic()
         if request.get("expire") is True:
             del self.conferences[meeting_id]
             self.log(f"conference {conference.name or meeting_id} expired")
@@ -249,6 +284,7 @@ class Colibri:
             return None
         if "FINGERPRINT" not in request.attributes:
             return None
+        endpoint.active_at = time.monotonic()
         response = stun.Message(
             stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=request.transaction_id
         )

@@ -8,8 +8,11 @@ Contract kept from the real image (docker-jitsi-meet stable-11146-2):
   the container, as in the real image, so the published 127.0.0.1:8888 answers only then);
 - ``/about/health``: 404 unless ``JICOFO_ENABLE_HEALTH_CHECKS``; then 200 "OK" with at least
   one operational bridge, else 500; ``/about/version``; ``/stats`` JSON with
-  ``bridge_selector.bridge_count``, ``.operational_bridge_count``, ``conferences``,
-  ``participants``; ``/metrics``.
+  ``bridge_selector.bridge_count``, ``.operational_bridge_count`` (shutting-down bridges not
+  counted), ``.draining_bridge_count``, ``.available_bridge_count`` (what the real selector would
+  place a new conference on: not draining, unless every bridge drains), and ``conferences``,
+  ``participants`` summed over the bridges' presence stats (the stand-in hosts no conference
+  itself: a test's "live meeting" is a colibri2 conference on a bridge); ``/metrics``.
 A wrong password is logged as ``SASLError using ...: not-authorized`` and retried; the count
 then stays 0.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import platform
 import signal
+import time
 
 from jitsi_standin.common import (
     ALL_INTERFACES,
@@ -34,6 +38,7 @@ from jitsi_standin.httpd import Response, serve
 from jitsi_standin.xmpp import COLIBRI_NS, BrewerySession, configure_logging
 
 COMPONENT = "jicofo"
+STALE_AFTER = 20.0  # seconds without a bridge presence (bridges re-send theirs every 5 s)
 
 
 class Focus:
@@ -61,9 +66,12 @@ class Focus:
     def bridges(self) -> dict[str, dict[str, str]]:
         """nick -> stats of every bridge in the brewery (occupants with colibri stats)."""
         found: dict[str, dict[str, str]] = {}
+        now = time.monotonic()
         for nick, stats in self.session.occupants.items():
             if nick == self.session.nick or stats is None:
                 continue
+            if now - self.session.seen.get(nick, now) > STALE_AFTER:
+                continue  # gone without leaving (killed): lost, as the real jicofo decides
             found[nick] = {
                 s.get("name", ""): s.get("value", "") for s in stats.iter(f"{{{COLIBRI_NS}}}stat")
             }
@@ -73,13 +81,28 @@ class Focus:
         """``bridge_selector`` section of /stats."""
         bridges = self.bridges().values()
         shutting = sum(1 for b in bridges if b.get("shutting_down") == "true")
+        operational = len(bridges) - shutting
+        draining = sum(
+            1 for b in bridges if b.get("drain") == "true" and b.get("shutting_down") != "true"
+        )
         return {
             "bridge_count": len(bridges),
-            "operational_bridge_count": len(bridges) - shutting,
+            "operational_bridge_count": operational,
             "in_shutdown_bridge_count": shutting,
-            "draining_bridge_count": sum(1 for b in bridges if b.get("drain") == "true"),
+            "draining_bridge_count": draining,
+            # The real selector prefers non-draining bridges and uses a draining one only
+            # when it is the only choice.
+            "available_bridge_count": (operational - draining) or operational,
             "lost_bridges": 0,
         }
+
+    def load(self) -> tuple[int, int]:
+        """(conferences, participants) summed over the bridges' presence stats."""
+        conferences = participants = 0
+        for stats in self.bridges().values():
+            conferences += _count(stats.get("conferences"))
+            participants += _count(stats.get("participants"))
+        return conferences, participants
 
     async def app(self, method: str, path: str, _body: bytes = b"") -> Response:  # noqa: PLR0911 (one per route)
         """The REST API on 8888."""
@@ -94,11 +117,12 @@ class Focus:
         if path == "/about/version":
             return Response.json({"name": "Jicofo", "version": release(), "os": platform.system()})
         if path == "/stats":
+            conferences, participants = self.load()
             return Response.json(
                 {
                     "bridge_selector": self.selector_stats(),
-                    "conferences": 0,
-                    "participants": 0,
+                    "conferences": conferences,
+                    "participants": participants,
                     "largest_conference": 0,
                     "total_conferences_created": 0,
                     "xmpp": {"connected": self.session.connected},
@@ -112,6 +136,13 @@ class Focus:
             )
             return Response(200, text.encode(), "text/plain; version=0.0.4")
         return Response.text("Not Found\n", 404)
+
+
+def _count(text: str | None) -> int:
+    try:
+        return max(0, int(text or "0"))
+    except ValueError:
+        return 0
 
 
 async def main() -> None:

@@ -13,8 +13,10 @@ Contract kept from the real image (docker-jitsi-meet stable-11146-2):
   only with both ``COLIBRI_REST_ENABLED`` and ``SHUTDOWN_REST_ENABLED`` (leaves the brewery and
   exits 0, there are never conferences to wait for);
 - colibri2 REST (``/colibri/v2/conferences``, only with ``COLIBRI_REST_ENABLED``): conferences
-  with ICE-UDP endpoints in the colibri2 JSON format, counted in ``/colibri/stats``
-  (see colibri.py);
+  with ICE-UDP endpoints in the colibri2 JSON format, kept until expired (tests hold a "live
+  meeting" with one), counted in ``/colibri/stats`` and in the brewery presence;
+- drain (on by default, no ``COLIBRI_REST_ENABLED`` needed): ``GET /colibri/drain``,
+  ``POST /colibri/drain/enable|disable``; reported in ``/colibri/stats`` and the presence;
 - UDP on ``JVB_PORT`` (10000): answers STUN Binding Requests with valid ICE short-term
   credentials of a live endpoint (Binding Success with XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY,
   FINGERPRINT) and drops every other datagram silently, like the real bridge.
@@ -49,6 +51,7 @@ from jitsi_standin.httpd import Response, serve
 from jitsi_standin.xmpp import COLIBRI_NS, BrewerySession, configure_logging
 
 COMPONENT = "jvb"
+STATS_INTERVAL = 5.0
 
 
 class Bridge:
@@ -114,15 +117,19 @@ class Bridge:
         }
 
     def stats_element(self) -> ET.Element:
-        """The colibri <stats/> element sent in the brewery presence."""
+        """The colibri <stats/> element sent in the brewery presence. Its conference counts
+        leave jitsi-ops' probe conferences out: the stand-in jicofo sums them as the
+        conferences it hosts, and the real jicofo never counts a probe (an expired probe's
+        presence could otherwise still be on its way when the conference guard reads)."""
+        conferences, participants = self.colibri.meetings()
         stats = ET.Element(f"{{{COLIBRI_NS}}}stats")
         for name, value in (
             ("drain", str(self.drain).lower()),
             ("shutting_down", str(self.shutting_down).lower()),
             ("graceful_shutdown", str(self.shutting_down).lower()),
             ("stress_level", "0.0"),
-            ("conferences", str(len(self.colibri.conferences))),
-            ("participants", str(self.colibri.endpoint_count)),
+            ("conferences", str(conferences)),
+            ("participants", str(participants)),
             ("version", release()),
         ):
             ET.SubElement(stats, f"{{{COLIBRI_NS}}}stat", name=name, value=value)
@@ -151,7 +158,12 @@ class Bridge:
         if path == COLIBRI2_PREFIX or path.startswith(COLIBRI2_PREFIX + "/"):
             if not self.colibri_rest:
                 return Response.text("Not Found\n", 404)
-            return self.colibri.handle(method, path, body)
+            response = self.colibri.handle(method, path, body)
+            if method != "GET":
+                # The real bridge re-sends its stats to the brewery every few seconds; at once
+                # here, so jicofo's /stats counts a conference as soon as it exists.
+                self.session.send_presence_update()
+            return response
         if path == "/about/health":
             return Response(200 if self.healthy else 500)
         if path == "/about/version":
@@ -228,10 +240,28 @@ async def main() -> None:
     if bridge.broken:
         log(COMPONENT, "STAND-IN BROKEN RELEASE: this bridge will never join the brewery")
     task = asyncio.create_task(bridge.session.run_forever())
+
+    async def announce() -> None:
+        # Like the real bridge, which re-sends its stats to the brewery periodically: jicofo
+        # keeps its load current and notices a bridge that is gone without leaving.
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            bridge.session.send_presence_update()
+
+    async def expire() -> None:
+        # The real bridge's expire thread (entity-expiration.check-interval; shorter here).
+        while True:
+            await asyncio.sleep(10)
+            bridge.colibri.expire_idle()
+
+    announcer = asyncio.create_task(announce())
+    expirer = asyncio.create_task(expire())
     await stop
     bridge.session.leave()
     server.close()
     task.cancel()
+    announcer.cancel()
+    expirer.cancel()
 
 
 def _write_rendered_config(bridge: Bridge) -> None:

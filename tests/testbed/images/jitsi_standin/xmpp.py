@@ -12,6 +12,7 @@ import asyncio
 import logging
 import ssl
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +65,8 @@ class BrewerySession:
         self.in_room = False
         # nick -> the colibri <stats/> element of that occupant's presence (None without one)
         self.occupants: dict[str, ET.Element | None] = {}
+        # nick -> when its last presence arrived (bridges re-send theirs every few seconds)
+        self.seen: dict[str, float] = {}
         self._client: slixmpp.ClientXMPP | None = None
         self._stopping = False
 
@@ -200,6 +203,7 @@ class BrewerySession:
                 self.in_room = False
             return
         self.occupants[nick] = presence.xml.find(f"{{{COLIBRI_NS}}}stats")
+        self.seen[nick] = time.monotonic()
         if nick == self.nick and not self.in_room:
             self.in_room = True
             log(self.component, f"joined {self.room} as {self.nick}")
