@@ -6,8 +6,10 @@ never skipped: a machine that cannot provision it fails the tier.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,6 +37,18 @@ def testbed() -> object:
     from tests.testbed.provision import provision  # noqa: PLC0415
 
     return provision(hosts=BRIDGE_HOSTS, install_packages=os.environ.get("CI") == "true")
+
+
+@contextlib.contextmanager
+def ctrl_c_reaches_children() -> Iterator[None]:
+    """Processes started inside get SIGINT as from an operator's terminal. A test run started in
+    the background by a non-interactive shell inherits SIGINT ignored, which exec keeps (Python
+    then ignores Ctrl-C too); a Python handler set here becomes the default action instead."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before if before is not None else signal.SIG_DFL)
 
 
 def by_service(inspected: list[dict[str, Any]]) -> dict[str, tuple[str, str, str]]:

@@ -23,7 +23,7 @@ from dotenv import dotenv_values
 
 from jitsi_ops import hoststate
 from jitsi_ops.settings import Environment
-from tests.e2e.conftest import REPO_ROOT, by_service, run_invoke
+from tests.e2e.conftest import REPO_ROOT, by_service, ctrl_c_reaches_children, run_invoke
 
 STACK = Path("/srv/jitsi-ops-sandbox/stack")
 BACKUPS = Path("/srv/jitsi-ops-sandbox/backups")
@@ -250,14 +250,15 @@ def test_sigint_during_pull_releases_the_lock_and_changes_nothing(
     thread.start()
     before = containers()
     env_before = (STACK / ".env").read_bytes()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "deploy", "--env", "sandbox"],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **at(NEW), "JITSI_OPS_JITSI_IMAGE_REPO": f"127.0.0.1:{port}/jitsi"},
-    )
+    with ctrl_c_reaches_children():
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "deploy", "--env", "sandbox"],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **at(NEW), "JITSI_OPS_JITSI_IMAGE_REPO": f"127.0.0.1:{port}/jitsi"},
+        )
     try:
         output = ""
         assert proc.stdout is not None

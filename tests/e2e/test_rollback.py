@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from jitsi_ops.settings import Environment
-from tests.e2e.conftest import compose_down, run_invoke
+from tests.e2e.conftest import compose_down, ctrl_c_reaches_children, run_invoke
 from tests.e2e.test_adopt import (
     HAND_SECRETS,
     HANDCFG,
@@ -183,13 +183,14 @@ def test_compose_up_failure_after_migrate_rolls_back_to_the_old_release(seed: Se
 def interrupted_deploy(seed: Seed, *triggers: str) -> tuple[int, str]:
     """`invoke deploy` as an operator runs it, with SIGINT (what Ctrl-C sends) after the first
     output line starting with each trigger, in turn; returns (exit code, output)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "deploy", "--env", "seed"],
-        cwd=seed.repo,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with ctrl_c_reaches_children():
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "deploy", "--env", "seed"],
+            cwd=seed.repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     output, pending = "", list(triggers)
     try:
         assert proc.stdout is not None
