@@ -19,7 +19,6 @@ containers; the sandbox main host is left deployed as env/sandbox alone (no brid
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -35,7 +34,7 @@ from jitsi_ops.environments import rendered_values
 from jitsi_ops.runner import Runner
 from jitsi_ops.settings import Environment, Host, load_environment
 from jitsi_ops.ssh import SshRunner, connect
-from tests.testbed.netns import MAIN_PRIVATE_ADDRESS  # where every bridge host reaches prosody
+from tests.testbed.fleetenv import fleet_checkout
 
 REPO = Path(__file__).resolve().parents[2]
 OLD, NEW = "stable-11146-1", "stable-11146-2"
@@ -54,38 +53,6 @@ def parse_fleet(text: str) -> list[int]:
     if any(size < 1 for size in sizes):
         raise SystemExit(f"--fleet {text!r}: sizes are bridge host counts >= 1")
     return sizes
-
-
-def bridge_table(n: int) -> str:
-    """deploy.toml's [[hosts]] table of jvbN, its directories under FLEET_ROOT (the namespaces
-    share the machine's filesystem)."""
-    root = FLEET_ROOT / f"jvb{n}"
-    return f"""
-[[hosts]]
-address = "jvb{n}"
-role = "jvb"
-stack_dir = "{root / "stack"}"
-backup_dir = "{root / "backups"}"
-values = {{ JVB_XMPP_SERVER = "{MAIN_PRIVATE_ADDRESS}", JVB_ADVERTISE_IPS = "10.231.{n}.2", JVB_ADVERTISE_PRIVATE_CANDIDATES = "0", PUBLISH_ADDRESS = "", CONFIG = "{root / "config"}" }}
-"""
-
-
-def fleet_checkout(directory: Path, bridges: int) -> Path:
-    """An operator checkout whose sandbox environment has jvb1..jvbN as bridge hosts."""
-    shutil.copytree(REPO / "compose", directory / "compose")
-    shutil.copytree(REPO / "env", directory / "env")  # secrets.env: the sandbox's own
-    testbed = REPO / ".testbed"
-    toml = directory / "env" / "sandbox" / "deploy.toml"
-    text = (
-        toml.read_text()
-        .replace('"../../.testbed/ssh_config"', json.dumps(str(testbed / "ssh_config")))
-        .replace('"../../.testbed/known_hosts"', json.dumps(str(testbed / "known_hosts")))
-    )
-    tables = "".join(bridge_table(n) for n in range(1, bridges + 1))
-    toml.write_text(text.replace("\n[ssh]", tables + "\n[ssh]", 1))
-    values = directory / "env" / "sandbox" / "jitsi.env"
-    values.write_text(values.read_text() + f"XMPP_PUBLISH_ADDRESS={MAIN_PRIVATE_ADDRESS}\n")
-    return directory
 
 
 def fleet_env(checkout: Path, release: str) -> Environment:
@@ -197,19 +164,25 @@ def drop_target_images(env_old: Environment, env_new: Environment) -> None:
             runner.close()
 
 
+def checkout_of(scratch: Path, size: int) -> Path:
+    """The operator checkout of the fleet with `size` bridge hosts (made once per run)."""
+    checkout = scratch / f"fleet-{size}"
+    if checkout.exists():
+        return checkout
+    return fleet_checkout(REPO, checkout, size, FLEET_ROOT)
+
+
 def measure_fleet(scratch: Path, sizes: Sequence[int]) -> dict[int, FleetRun]:
     """Every fleet size's upgrade, measured; the bridge hosts removed again however it ends,
     and the sandbox main host left deployed on its own."""
-    largest = fleet_env(fleet_checkout(scratch / f"fleet-{max(sizes)}", max(sizes)), OLD)
+    largest = fleet_env(checkout_of(scratch, max(sizes)), OLD)
     every_bridge = largest.deploy.bridge_hosts
     runs: dict[int, FleetRun] = {}
     try:
         for host in every_bridge:
             remove_bridge_project(largest, host)
         for size in sizes:
-            checkout = scratch / f"fleet-{size}"
-            if not checkout.exists():
-                fleet_checkout(checkout, size)
+            checkout = checkout_of(scratch, size)
             env_old, env_new = fleet_env(checkout, OLD), fleet_env(checkout, NEW)
             # A bridge of a larger fleet measured before would still count in jicofo.
             for host in every_bridge[size:]:

@@ -9,7 +9,6 @@ backup directories through its deploy.toml host entry (on real machines they may
 from __future__ import annotations
 
 import json
-import shutil
 import stat
 import subprocess
 import urllib.request
@@ -21,6 +20,7 @@ from dotenv import dotenv_values
 
 from jitsi_ops.settings import Environment
 from tests.e2e.conftest import REPO_ROOT, SANDBOX_ROOT, by_service, run_invoke
+from tests.testbed.fleetenv import fleet_checkout
 from tests.testbed.netns import MAIN_PRIVATE_ADDRESS  # where every bridge host reaches prosody
 
 OLD, NEW = "stable-11146-1", "stable-11146-2"
@@ -91,40 +91,9 @@ def secrets() -> list[str]:
     return [v for v in values.values() if v]
 
 
-def bridge_host_entry(n: int) -> str:
-    """deploy.toml's [[hosts]] table of jvbN: its own directories (the namespace shares the
-    machine's filesystem), prosody reached on the main host's private address."""
-    root = Path(SANDBOX_ROOT) / f"jvb{n}"
-    # No private candidates: the bridge's container network lives in its namespace, and a
-    # probe sent there from the machine would leave through the default route.
-    return f"""
-[[hosts]]
-address = "jvb{n}"
-role = "jvb"
-stack_dir = "{root / "stack"}"
-backup_dir = "{root / "backups"}"
-values = {{ JVB_XMPP_SERVER = "{MAIN_PRIVATE_ADDRESS}", JVB_ADVERTISE_IPS = "10.231.{n}.2", JVB_ADVERTISE_PRIVATE_CANDIDATES = "0", PUBLISH_ADDRESS = "", CONFIG = "{root / "config"}" }}
-"""
-
-
 def operator_checkout(tmp_path: Path, bridges: int) -> Path:
     """An operator checkout whose sandbox environment has jvb1..jvbN as bridge hosts."""
-    repo = tmp_path / "ops"
-    shutil.copytree(REPO_ROOT / "compose", repo / "compose")
-    shutil.copytree(REPO_ROOT / "env", repo / "env")
-    shutil.copy(REPO_ROOT / "tasks.py", repo / "tasks.py")
-    toml = repo / "env" / "sandbox" / "deploy.toml"
-    text = (
-        toml.read_text()
-        .replace('"../../.testbed/ssh_config"', json.dumps(str(TESTBED / "ssh_config")))
-        .replace('"../../.testbed/known_hosts"', json.dumps(str(TESTBED / "known_hosts")))
-    )
-    tables = "".join(bridge_host_entry(n) for n in range(1, bridges + 1))
-    # The bridge hosts go right after the main host's table (before [ssh]).
-    toml.write_text(text.replace("\n[ssh]", tables + "\n[ssh]", 1))
-    jitsi_env = repo / "env" / "sandbox" / "jitsi.env"
-    jitsi_env.write_text(jitsi_env.read_text() + f"XMPP_PUBLISH_ADDRESS={MAIN_PRIVATE_ADDRESS}\n")
-    return repo
+    return fleet_checkout(REPO_ROOT, tmp_path / "ops", bridges, Path(SANDBOX_ROOT))
 
 
 @pytest.fixture
