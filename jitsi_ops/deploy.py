@@ -243,6 +243,11 @@ class _BridgeRun:
         """Whether this host has anything to do."""
         return self.plan is not None and not self.plan.nothing_to_do
 
+    @property
+    def running(self) -> bool:
+        """Whether a bridge runs there now (a first deploy has nothing to drain)."""
+        return bool(self.previous and self.previous.image_ids)
+
 
 def _bridge_runs(env: Environment, runners: Mapping[Host, Runner]) -> list[_BridgeRun]:
     missing = [h.label for h in env.deploy.bridge_hosts if h not in runners]
@@ -354,9 +359,7 @@ class _Run:
         }
         for bridge in self.bridges:
             if bridge.plan is not None:
-                drained = self.roll is not None and bool(
-                    bridge.previous and bridge.previous.image_ids
-                )
+                drained = self.roll is not None and bridge.running
                 found[bridge.host.label] = tuple(
                     s for s in bridge.plan.services_to_recreate if not (drained and s == "jvb")
                 )
@@ -656,7 +659,7 @@ class _Run:
                 b.env,
                 env,
                 functools.partial(self.apply_bridge, b),
-                running=bool(b.previous and b.previous.image_ids),
+                running=b.running,
                 running_port=_colibri_port(b.previous),
             )
             for b in changed_bridges
